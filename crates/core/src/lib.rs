@@ -1,0 +1,68 @@
+//! The registry's use cases: push, pull, mount, delete, list and referrers,
+//! over a metadata store and a blob store.
+//!
+//! This crate never sees HTTP: callers pass parsed values (`RepoName`,
+//! `Digest`, `Reference`, byte streams) and get typed results or an
+//! [`Error`] whose [`Error::code`] names the distribution-spec error.
+//!
+//! Invariants kept here (DESIGN.md, data rules):
+//! - blob bytes are hashed while streaming and durable in the store before
+//!   the metadata transaction that makes them visible commits;
+//! - a blob is readable in a repository only through a link;
+//! - a manifest is stored only when everything it references is present;
+//! - each mutation is one metadata transaction.
+
+mod blobs;
+mod error;
+mod listing;
+mod manifests;
+mod uploads;
+
+use std::sync::Arc;
+
+use berth_meta::MetaStore;
+use berth_storage::BlobStore;
+
+pub use berth_storage::ByteStream;
+pub use blobs::BlobRead;
+pub use error::{Error, Result};
+pub use listing::{Page, Referrers};
+pub use manifests::{ManifestPushed, ServedManifest};
+pub use uploads::{MountOutcome, UploadStatus};
+
+/// The registry façade the HTTP layer calls. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    meta: MetaStore,
+    store: Arc<dyn BlobStore>,
+    uploads: uploads::HashStates,
+    manifests: manifests::Cache,
+}
+
+impl Registry {
+    pub fn new(meta: MetaStore, store: Arc<dyn BlobStore>) -> Registry {
+        Registry {
+            inner: Arc::new(Inner {
+                meta,
+                store,
+                uploads: uploads::HashStates::default(),
+                manifests: manifests::Cache::default(),
+            }),
+        }
+    }
+
+    /// Readiness: the database answers and the store accepts writes.
+    pub async fn ready(&self) -> Result<()> {
+        self.inner.meta.ready().await?;
+        self.inner.store.ready().await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.inner.meta.close().await;
+    }
+}

@@ -1,0 +1,322 @@
+//! Blob uploads: sessions, chunks, monolithic pushes, mounts.
+//!
+//! Bytes are hashed while they stream to the store. The running hash of a
+//! session is kept in memory between chunks; when it is missing (after a
+//! restart, or on another node) it is rebuilt by reading back what the store
+//! holds, so sessions never depend on one process's memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use berth_oci::{Algorithm, ByteRange, Digest, Hasher, RepoName};
+use berth_storage::ByteStream;
+use futures::StreamExt;
+
+use crate::{Error, Registry, Result};
+
+/// Where an upload session stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    pub id: String,
+    /// Bytes received so far.
+    pub offset: u64,
+}
+
+pub enum MountOutcome {
+    Mounted,
+    /// The source did not have the blob: a fresh session to upload it into.
+    Started(UploadStatus),
+}
+
+/// The running hash of a session, valid for the first `offset` bytes.
+struct HashState {
+    offset: u64,
+    hasher: Hasher,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+/// Per-session slots. Holding a slot's lock serialises requests on one
+/// session, so two concurrent PATCHes cannot interleave their bytes.
+#[derive(Default)]
+pub(crate) struct HashStates(Mutex<HashMap<String, Slot>>);
+
+impl HashStates {
+    fn slot(&self, id: &str) -> Slot {
+        let mut map = self.0.lock().expect("hash state map poisoned");
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    fn forget(&self, id: &str) {
+        self.0.lock().expect("hash state map poisoned").remove(id);
+    }
+}
+
+fn new_upload_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Registry {
+    /// Opens an upload session.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
+        let id = new_upload_id();
+        // Store first: the database must never name a session the store lacks.
+        self.inner.store.upload_start(&id).await?;
+        let mut tx = self.inner.meta.begin().await?;
+        tx.insert_upload(&id, repo).await?;
+        tx.commit().await?;
+        metrics::gauge!("berth_uploads_in_progress").increment(1.0);
+        Ok(UploadStatus { id, offset: 0 })
+    }
+
+    /// Pushes a whole blob in one request (`POST ?digest=`). No session row
+    /// is written: the request is the session.
+    pub async fn push_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<()> {
+        let id = new_upload_id();
+        self.inner.store.upload_start(&id).await?;
+        let result = async {
+            let (size, hasher) = self
+                .inner
+                .store
+                .upload_append(&id, 0, body, Hasher::new(digest.algorithm()))
+                .await?;
+            check_digest(digest, hasher.finish())?;
+            self.commit_blob(repo, &id, digest, size, false).await
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.inner.store.upload_abort(&id).await;
+        }
+        result
+    }
+
+    /// Links a blob from `from` into `repo`, or opens a session when `from`
+    /// does not have it (the spec's fallback, so clients just upload).
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<MountOutcome> {
+        let mut tx = self.inner.meta.begin().await?;
+        let linked = match from {
+            Some(from) => tx.is_linked(from, digest).await?,
+            None => false,
+        } || tx.is_linked(repo, digest).await?;
+        if linked {
+            tx.link_blob(repo, digest).await?;
+            tx.commit().await?;
+            return Ok(MountOutcome::Mounted);
+        }
+        drop(tx);
+        Ok(MountOutcome::Started(self.start_upload(repo).await?))
+    }
+
+    /// Where a session stands, or `UploadUnknown` if it is not in `repo`.
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
+        self.check_session(repo, id).await?;
+        let offset = self
+            .inner
+            .store
+            .upload_size(id)
+            .await?
+            .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+        Ok(UploadStatus {
+            id: id.to_string(),
+            offset,
+        })
+    }
+
+    /// Appends a chunk. With a `Content-Range`, the chunk must start where the
+    /// upload ends (else `UploadRange`); without, it is appended as streamed.
+    pub async fn upload_chunk(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<ByteRange>,
+        length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadStatus> {
+        if let (Some(range), Some(length)) = (range, length)
+            && range.len() != length
+        {
+            return Err(Error::UploadInvalid(format!(
+                "Content-Range {}-{} covers {} bytes but Content-Length is {length}",
+                range.start,
+                range.end,
+                range.len()
+            )));
+        }
+        self.check_session(repo, id).await?;
+        let slot = self.inner.uploads.slot(id);
+        let mut state = slot.lock().await;
+        let (offset, hasher) = self.resume_hash(id, state.take()).await?;
+        if let Some(range) = range
+            && range.start != offset
+        {
+            *state = Some(HashState { offset, hasher });
+            return Err(Error::UploadRange { current: offset });
+        }
+        let (offset, hasher) = self.append(id, offset, body, hasher).await?;
+        *state = Some(HashState { offset, hasher });
+        Ok(UploadStatus {
+            id: id.to_string(),
+            offset,
+        })
+    }
+
+    /// Completes a session with an optional last chunk and makes the blob
+    /// visible in `repo` if its digest matches.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        range: Option<ByteRange>,
+        body: ByteStream,
+    ) -> Result<()> {
+        self.check_session(repo, id).await?;
+        let slot = self.inner.uploads.slot(id);
+        let mut state = slot.lock().await;
+        let (offset, hasher) = self.resume_hash(id, state.take()).await?;
+        if let Some(range) = range
+            && range.start != offset
+        {
+            *state = Some(HashState { offset, hasher });
+            return Err(Error::UploadRange { current: offset });
+        }
+        let (size, hasher) = self.append(id, offset, body, hasher).await?;
+        let actual = match digest.algorithm() {
+            Algorithm::Sha256 => {
+                // Keep a copy so a digest mismatch leaves the session usable.
+                *state = Some(HashState {
+                    offset: size,
+                    hasher: hasher.clone(),
+                });
+                hasher.finish()
+            }
+            // Sessions stream sha256; another algorithm needs one more pass.
+            other => self.rehash(id, other).await?.1.finish(),
+        };
+        check_digest(digest, actual)?;
+        self.commit_blob(repo, id, digest, size, true).await?;
+        *state = None;
+        drop(state);
+        self.inner.uploads.forget(id);
+        metrics::gauge!("berth_uploads_in_progress").decrement(1.0);
+        Ok(())
+    }
+
+    /// Cancels a session and removes its bytes.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        self.check_session(repo, id).await?;
+        let slot = self.inner.uploads.slot(id);
+        let _held = slot.lock().await;
+        let mut tx = self.inner.meta.begin().await?;
+        tx.delete_upload(id).await?;
+        tx.commit().await?;
+        self.inner.store.upload_abort(id).await?;
+        self.inner.uploads.forget(id);
+        metrics::gauge!("berth_uploads_in_progress").decrement(1.0);
+        Ok(())
+    }
+
+    async fn check_session(&self, repo: &RepoName, id: &str) -> Result<()> {
+        if !berth_storage::valid_upload_id(id) {
+            return Err(Error::UploadUnknown(id.to_string()));
+        }
+        match self.inner.meta.upload(id).await? {
+            Some(row) if row.repo == repo.as_str() => Ok(()),
+            _ => Err(Error::UploadUnknown(id.to_string())),
+        }
+    }
+
+    /// The session's hash state at its current end, from memory when it is
+    /// current, else rebuilt from the stored bytes.
+    async fn resume_hash(&self, id: &str, state: Option<HashState>) -> Result<(u64, Hasher)> {
+        let size = self
+            .inner
+            .store
+            .upload_size(id)
+            .await?
+            .ok_or_else(|| Error::UploadUnknown(id.to_string()))?;
+        match state {
+            Some(s) if s.offset == size => Ok((s.offset, s.hasher)),
+            _ => self.rehash(id, Algorithm::Sha256).await,
+        }
+    }
+
+    async fn rehash(&self, id: &str, algorithm: Algorithm) -> Result<(u64, Hasher)> {
+        let mut hasher = Hasher::new(algorithm);
+        let mut size = 0u64;
+        let mut stream = self.inner.store.upload_read(id).await?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(berth_storage::Error::Io)?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+        }
+        Ok((size, hasher))
+    }
+
+    async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+        hasher: Hasher,
+    ) -> Result<(u64, Hasher)> {
+        match self
+            .inner
+            .store
+            .upload_append(id, offset, body, hasher)
+            .await
+        {
+            Ok((size, hasher)) => {
+                metrics::counter!("berth_blob_bytes_in_total").increment(size - offset);
+                Ok((size, hasher))
+            }
+            Err(berth_storage::Error::OffsetMismatch { current }) => {
+                Err(Error::UploadRange { current })
+            }
+            Err(berth_storage::Error::NotFound) => Err(Error::UploadUnknown(id.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves the bytes into place (durable), then records and links the blob
+    /// in one transaction, closing the session if it had a row.
+    async fn commit_blob(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        session: bool,
+    ) -> Result<()> {
+        self.inner.store.upload_commit(id, digest).await?;
+        let mut tx = self.inner.meta.begin().await?;
+        tx.insert_blob(digest, size).await?;
+        tx.link_blob(repo, digest).await?;
+        if session {
+            tx.delete_upload(id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn check_digest(expected: &Digest, actual: Digest) -> Result<()> {
+    if *expected == actual {
+        Ok(())
+    } else {
+        Err(Error::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        })
+    }
+}

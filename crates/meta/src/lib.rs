@@ -1,0 +1,33 @@
+//! The metadata store: repositories, blobs and their repository links,
+//! manifests with their bytes, references, tags and upload sessions.
+//!
+//! All SQL lives here. Writes go through a [`Tx`] the core opens, so one use
+//! case is one transaction (DESIGN.md, data rule 2). SQL is kept portable
+//! (`$N` placeholders, BIGINT/TEXT types) because it runs through sqlx's Any
+//! driver; SQLite is the embedded default.
+
+mod store;
+mod tx;
+
+pub use store::{ManifestHead, MetaStore, ReferrerRow, StoredManifest, UploadRow};
+pub use tx::{NewManifest, Tx};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp column.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

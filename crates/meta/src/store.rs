@@ -1,0 +1,268 @@
+//! Opening the database and the read-only queries, served from a read pool
+//! so they never queue behind writers.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use berth_oci::{Digest, RepoName, Tag};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::{Error, Result, Tx};
+
+/// A manifest as stored: the exact bytes pushed plus what the API serves in
+/// headers without re-parsing.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub body: Vec<u8>,
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ManifestHead {
+    pub media_type: String,
+    pub size: u64,
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReferrerRow {
+    pub digest: String,
+    pub media_type: String,
+    pub size: i64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    pub id: String,
+    pub repo: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone)]
+pub struct MetaStore {
+    write: AnyPool,
+    read: AnyPool,
+}
+
+impl MetaStore {
+    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
+    pub async fn open_sqlite(path: &Path) -> Result<MetaStore> {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let options = AnyConnectOptions::from_str(&url)?;
+        // WAL lets readers run beside the writer; synchronous=FULL makes every
+        // commit durable before it returns, which the API promises clients.
+        let pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                       PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;";
+        // SQLite has one writer at a time; a single write connection queues
+        // writers in the pool instead of failing them with SQLITE_BUSY.
+        let write = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(pragmas).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(pragmas).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(MetaStore { write, read })
+    }
+
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx::new(self.write.begin().await?))
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    pub async fn ready(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Size of `digest` if it is linked to `repo`.
+    pub async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest \
+             WHERE l.repo = $1 AND l.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| r.try_get::<i64, _>(0).map(|s| s as u64))
+            .transpose()
+            .map_err(Error::from)
+    }
+
+    pub async fn tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        let row = sqlx::query("SELECT digest FROM tags WHERE repo = $1 AND name = $2")
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| parse_digest(&r.try_get::<String, _>(0)?))
+            .transpose()
+    }
+
+    /// What headers need about a manifest, without its bytes.
+    pub async fn manifest_head(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestHead>> {
+        let row = sqlx::query(
+            "SELECT media_type, size, subject FROM manifests WHERE repo = $1 AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(ManifestHead {
+            media_type: row.try_get(0)?,
+            size: row.try_get::<i64, _>(1)? as u64,
+            subject: row.try_get(2)?,
+        }))
+    }
+
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>> {
+        let row = sqlx::query(
+            "SELECT media_type, body, subject FROM manifests WHERE repo = $1 AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredManifest {
+            digest: digest.clone(),
+            media_type: row.try_get(0)?,
+            body: row.try_get(1)?,
+            subject: row.try_get(2)?,
+        }))
+    }
+
+    /// Up to `n` tags of `repo` sorted after `last`, in lexical order.
+    pub async fn tags(&self, repo: &RepoName, last: Option<&str>, n: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT name FROM tags WHERE repo = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(repo.as_str())
+        .bind(last.unwrap_or(""))
+        .bind(n)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    pub async fn repositories(&self, last: Option<&str>, n: i64) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+                .bind(last.unwrap_or(""))
+                .bind(n)
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ReferrerRow>> {
+        let rows = sqlx::query(
+            "SELECT digest, media_type, size, artifact_type, annotations FROM manifests \
+             WHERE repo = $1 AND subject = $2 AND ($3 = '' OR artifact_type = $3) ORDER BY digest",
+        )
+        .bind(repo.as_str())
+        .bind(subject.as_str())
+        .bind(artifact_type.unwrap_or(""))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReferrerRow {
+                    digest: r.try_get(0)?,
+                    media_type: r.try_get(1)?,
+                    size: r.try_get(2)?,
+                    artifact_type: r.try_get(3)?,
+                    annotations: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn upload(&self, id: &str) -> Result<Option<UploadRow>> {
+        let row = sqlx::query("SELECT id, repo, created_at FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| {
+            Ok(UploadRow {
+                id: r.try_get(0)?,
+                repo: r.try_get(1)?,
+                created_at: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Counts for tests and diagnostics: rows per table.
+    pub async fn table_counts(&self) -> Result<Vec<(String, i64)>> {
+        let mut out = Vec::new();
+        for table in [
+            "repositories",
+            "blobs",
+            "repo_blobs",
+            "manifests",
+            "manifest_refs",
+            "tags",
+            "uploads",
+        ] {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM {table}"
+            )))
+            .fetch_one(&self.read)
+            .await?;
+            out.push((table.to_string(), row.try_get(0)?));
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn parse_digest(s: &str) -> Result<Digest> {
+    Digest::parse(s).map_err(|e| Error::Corrupt(e.to_string()))
+}

@@ -1,0 +1,158 @@
+//! `berth serve`: load configuration, open the stores, serve HTTP(S) until
+//! SIGTERM or Ctrl-C, then let in-flight requests finish.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_config::{Config, LogFormat, RawConfig, RawTls};
+use berth_core::Registry;
+use berth_meta::MetaStore;
+use berth_storage::FsStore;
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+/// How long in-flight requests may run after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BERTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000]; port 0 picks one.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory [default: ./berth-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<String>,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Allow a non-loopback listen address although requests are not
+    /// authenticated yet.
+    #[arg(long)]
+    allow_unauthenticated_remote: bool,
+}
+
+impl ServeArgs {
+    fn raw(&self) -> RawConfig {
+        RawConfig {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            log_format: self.log_format.clone(),
+            allow_unauthenticated_remote: self.allow_unauthenticated_remote.then_some(true),
+            tls: (self.tls_cert.is_some() || self.tls_key.is_some()).then(|| RawTls {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            }),
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config: Config = berth_config::load(
+        args.config.as_deref(),
+        |k| std::env::var(k).ok(),
+        args.raw(),
+    )?;
+    init_logging(config.log_format);
+    let metrics = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ])
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = FsStore::open(&config.data_dir)
+        .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?;
+    let meta = MetaStore::open_sqlite(&config.data_dir.join("meta.db"))
+        .await
+        .context("opening the metadata database")?;
+    let registry = Registry::new(meta, Arc::new(store));
+    let app = berth_api::router(registry.clone(), Some(metrics));
+
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("binding {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), "berth ready");
+    // Tests and scripts wait for this exact line on stdout.
+    println!("berth listening on {scheme}://{addr}");
+    std::io::stdout().flush()?;
+
+    let service = app.into_make_service();
+    match &config.tls {
+        Some(tls) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "loading TLS certificate {} and key {}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                })?;
+            axum_server::from_tcp_rustls(listener, rustls)?
+                .handle(handle)
+                .serve(service)
+                .await?;
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await?;
+        }
+    }
+    registry.close().await;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+}

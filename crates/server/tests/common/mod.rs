@@ -1,0 +1,276 @@
+//! Test harness shared by the integration tests: starts the real `berth`
+//! binary on a free port with its own data directory, and finds real client
+//! tools (failing loudly when one is missing, never skipping).
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `berth serve` process.
+pub struct Berth {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// `127.0.0.1:PORT`, as clients like docker want it.
+    pub addr: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Berth {
+    /// Starts a server on a fresh temporary data directory.
+    pub fn start() -> Berth {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut b = Berth::start_in(temp.path(), &[]);
+        b._temp = Some(temp);
+        b
+    }
+
+    /// Starts a server on `data_dir` (kept after the test), with extra args.
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Berth {
+        Berth::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Berth {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the berth binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !sent && let Some(url) = line.strip_prefix("berth listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                    sent = true;
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("berth did not report its address within 30 s");
+            }
+        };
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string();
+        Berth {
+            url,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            child: Some(child),
+            _temp: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the graceful case. Returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        c.wait().ok()
+    }
+
+    /// Restarts on the same data directory and port-0 listen address.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let temp = self._temp.take();
+        let mut fresh = Berth::start_in(&self.data_dir, &[]);
+        fresh._temp = temp;
+        std::mem::swap(self, &mut fresh);
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Path of a required external tool; panics with an install hint when absent.
+pub fn require_tool(name: &str) -> PathBuf {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .expect("run sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && !path.is_empty(),
+        "required tool `{name}` is not installed: run scripts/install-test-deps.sh (CI does)"
+    );
+    PathBuf::from(path)
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+pub fn digest_of(data: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(data))
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the real-client tests (client_*.rs).
+
+/// A name part unique to this process and call, for repositories, local
+/// image names and temp files, so tests can run in parallel.
+pub fn unique(prefix: &str) -> String {
+    use rand::Rng as _;
+    let n: u32 = rand::rng().random();
+    format!("{prefix}{}-{n:08x}", std::process::id())
+}
+
+/// Runs a command and returns its full output without judging the status
+/// (for steps that are expected to fail).
+pub fn run_status(cmd: &mut Command) -> std::process::Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
+}
+
+/// A plain HTTP response read to the end.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A header's value as text ("" when absent).
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// One HTTP request with reqwest from synchronous test code (a private
+/// current-thread runtime per call).
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> HttpResponse {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = client.request(method.clone(), url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: reading body: {e}"))
+            .to_vec();
+        HttpResponse {
+            status,
+            headers,
+            body,
+        }
+    })
+}
+
+/// GET with an Accept header.
+pub fn http_get(url: &str, accept: &str) -> HttpResponse {
+    http("GET", url, &[("Accept", accept)], None)
+}
+
+/// Every manifest media type a registry client usually accepts.
+pub const ACCEPT_ALL_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json";
+
+impl Berth {
+    /// Sends SIGTERM and returns at once, so a test can keep a request in
+    /// flight while the server shuts down; see [`Berth::try_exit`].
+    pub fn sigterm(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// The exit status if the process has exited (it is then no longer
+    /// running, and [`Berth::restart`] starts a fresh one); `None` while it
+    /// still runs or when it was already reaped.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+}

@@ -1,0 +1,240 @@
+//! Filesystem backend: `blobs/<alg>/<first two hex>/<hex>` and
+//! `uploads/<id>` under a root directory.
+//!
+//! Writes go to the upload file, are fsynced, then renamed into place and the
+//! directory fsynced, so a crash leaves either no blob or a whole one.
+//! Hashing and writing run on a blocking thread fed through a channel, so the
+//! network read, the hash and the disk write overlap.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use berth_oci::{ByteRange, Digest, Hasher};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+use tokio_util::io::ReaderStream;
+
+use crate::{BlobStore, ByteStream, Error, Result, valid_upload_id};
+
+/// Read buffer for blob GETs: large enough that per-chunk overhead vanishes
+/// next to the copy itself.
+const READ_CHUNK: usize = 512 * 1024;
+/// Small network chunks are gathered to this size before a write syscall.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+impl FsStore {
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<FsStore> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(root.join("uploads"))?;
+        Ok(FsStore { root })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf> {
+        if !valid_upload_id(id) {
+            return Err(Error::NotFound);
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+}
+
+fn not_found_as_none<T>(r: io::Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn fsync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(io::Error::other(e)))?
+        .map_err(Error::from)
+}
+
+#[async_trait::async_trait]
+impl BlobStore for FsStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        let meta = not_found_as_none(tokio::fs::metadata(self.blob_path(digest)).await)?;
+        Ok(meta.map(|m| m.len()))
+    }
+
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream> {
+        let mut file = not_found_as_none(tokio::fs::File::open(self.blob_path(digest)).await)?
+            .ok_or(Error::NotFound)?;
+        match range {
+            None => Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed()),
+            Some(r) => {
+                file.seek(SeekFrom::Start(r.start)).await?;
+                Ok(ReaderStream::with_capacity(file.take(r.len()), READ_CHUNK).boxed())
+            }
+        }
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        not_found_as_none(tokio::fs::remove_file(self.blob_path(digest)).await)?;
+        Ok(())
+    }
+
+    async fn upload_start(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id)?;
+        blocking(move || {
+            let file = File::options().write(true).create_new(true).open(&path)?;
+            file.sync_all()?;
+            fsync_dir(path.parent().expect("upload path has a parent"))
+        })
+        .await
+    }
+
+    async fn upload_size(&self, id: &str) -> Result<Option<u64>> {
+        let meta = not_found_as_none(tokio::fs::metadata(self.upload_path(id)?).await)?;
+        Ok(meta.map(|m| m.len()))
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut data: ByteStream,
+        hasher: Hasher,
+    ) -> Result<(u64, Hasher)> {
+        let path = self.upload_path(id)?;
+        let mut file =
+            not_found_as_none(File::options().write(true).open(&path))?.ok_or(Error::NotFound)?;
+        let current = file.seek(SeekFrom::End(0))?;
+        if current != offset {
+            return Err(Error::OffsetMismatch { current });
+        }
+        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+        let writer = tokio::task::spawn_blocking(move || -> io::Result<(u64, Hasher, File)> {
+            let mut hasher = hasher;
+            let mut size = offset;
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+                file.write_all(&chunk)?;
+                size += chunk.len() as u64;
+            }
+            file.sync_data()?;
+            Ok((size, hasher, file))
+        });
+        // Gather small network chunks so the writer thread does few large writes.
+        let mut batch = bytes::BytesMut::new();
+        let mut body_error = None;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) => {
+                    batch.extend_from_slice(&chunk);
+                    if batch.len() >= WRITE_BATCH && tx.send(batch.split().freeze()).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if body_error.is_none() && !batch.is_empty() {
+            let _ = tx.send(batch.freeze()).await;
+        }
+        drop(tx);
+        let (size, hasher, file) = writer.await.map_err(|e| Error::Io(io::Error::other(e)))??;
+        if let Some(e) = body_error {
+            // Keep the upload consistent with what the client was told: a failed
+            // request appends nothing, so the next chunk can retry from `offset`.
+            file.set_len(offset)?;
+            file.sync_data()?;
+            return Err(Error::Body(e));
+        }
+        Ok((size, hasher))
+    }
+
+    async fn upload_read(&self, id: &str) -> Result<ByteStream> {
+        let file = not_found_as_none(tokio::fs::File::open(self.upload_path(id)?).await)?
+            .ok_or(Error::NotFound)?;
+        Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed())
+    }
+
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<()> {
+        let from = self.upload_path(id)?;
+        let to = self.blob_path(digest);
+        blocking(move || {
+            let dir = to.parent().expect("blob path has a parent");
+            if to.exists() {
+                // Content-addressed: the existing blob already has these bytes.
+                return std::fs::remove_file(&from).or_else(|e| match e.kind() {
+                    io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                });
+            }
+            if !dir.exists() {
+                std::fs::create_dir_all(dir)?;
+                fsync_dir(dir.parent().expect("blob dir has a parent"))?;
+            }
+            // The data itself was fsynced by upload_append.
+            std::fs::rename(&from, &to)?;
+            fsync_dir(dir)?;
+            fsync_dir(from.parent().expect("upload path has a parent"))
+        })
+        .await
+    }
+
+    async fn upload_abort(&self, id: &str) -> Result<()> {
+        not_found_as_none(tokio::fs::remove_file(self.upload_path(id)?).await)?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<()> {
+        let probe = self.root.join("uploads").join(".ready-probe");
+        tokio::fs::write(&probe, b"ok").await?;
+        tokio::fs::remove_file(&probe).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        crate::testsuite::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn blob_layout_is_sharded_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"x");
+        let path = store.blob_path(&d);
+        assert!(path.ends_with(format!("blobs/sha256/{}/{}", &d.hex()[..2], d.hex())));
+        assert!(store.upload_path("../../etc").is_err());
+    }
+}
