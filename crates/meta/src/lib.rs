@@ -18,6 +18,8 @@ pub enum Error {
     Db(#[from] sqlx::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Url(String),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
 }

@@ -85,6 +85,37 @@ impl MetaStore {
         Ok(MetaStore { write, read })
     }
 
+    /// Connects to PostgreSQL at `url` (`postgres://user:pass@host:port/db`)
+    /// and migrates it. Several nodes may share the database.
+    pub async fn open_postgres(url: &str) -> Result<MetaStore> {
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .connect_with(options)
+            .await?;
+        // Several nodes may start at once; sqlx's migrator takes an advisory
+        // lock on PostgreSQL so exactly one applies each migration.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(MetaStore {
+            write: pool.clone(),
+            read: pool,
+        })
+    }
+
+    /// Opens the store a URL names: `sqlite://PATH` or `postgres://…`.
+    pub async fn open(url: &str) -> Result<MetaStore> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            MetaStore::open_sqlite(Path::new(path.split('?').next().unwrap_or(path))).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            MetaStore::open_postgres(url).await
+        } else {
+            Err(Error::Url(format!(
+                "metadata URL {url:?} is neither sqlite:// nor postgres://"
+            )))
+        }
+    }
+
     pub async fn begin(&self) -> Result<Tx> {
         Ok(Tx::new(self.write.begin().await?))
     }
