@@ -127,10 +127,7 @@ pub(crate) fn body_stream(body: Body) -> ByteStream {
         .boxed()
 }
 
-pub(crate) fn header_str<'a>(
-    headers: &'a HeaderMap,
-    name: impl header::AsHeaderName,
-) -> Option<&'a str> {
+pub(crate) fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
