@@ -145,7 +145,7 @@ impl Registry {
         if let (Some(range), Some(length)) = (range, length)
             && range.len() != length
         {
-            return Err(Error::UploadInvalid(format!(
+            return Err(Error::SizeInvalid(format!(
                 "Content-Range {}-{} covers {} bytes but Content-Length is {length}",
                 range.start,
                 range.end,
