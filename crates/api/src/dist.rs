@@ -30,7 +30,7 @@ pub(crate) async fn dispatch(State(registry): State<Registry>, req: Request) -> 
     let path = req.uri().path();
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest).to_string();
-    let (label, mut resp) = match Endpoint::parse(&rest) {
+    let (label, mut resp) = match Endpoint::parse(req.method(), &rest) {
         Ok(endpoint) => {
             let label = endpoint.route();
             let resp = match handle(&registry, endpoint, req).await {

@@ -52,6 +52,10 @@ impl ApiError {
         ApiError::request(ErrorCode::ManifestInvalid, m)
     }
 
+    pub(crate) fn manifest_unknown(m: impl Into<String>) -> ApiError {
+        ApiError::request(ErrorCode::ManifestUnknown, m)
+    }
+
     pub(crate) fn upload_invalid(m: impl Into<String>) -> ApiError {
         ApiError::request(ErrorCode::BlobUploadInvalid, m)
     }

@@ -104,10 +104,12 @@ impl Registry {
         from: Option<&RepoName>,
     ) -> Result<MountOutcome> {
         let mut tx = self.inner.meta.begin().await?;
+        // Without `from` there is no automatic discovery: a session, as the
+        // spec prescribes for registries that do not search other repositories.
         let linked = match from {
-            Some(from) => tx.is_linked(from, digest).await?,
+            Some(from) => tx.is_linked(from, digest).await? || tx.is_linked(repo, digest).await?,
             None => false,
-        } || tx.is_linked(repo, digest).await?;
+        };
         if linked {
             tx.link_blob(repo, digest).await?;
             tx.commit().await?;

@@ -6,6 +6,7 @@
 //! parsed, so `%2e%2e` or `%2F` never decode into something the grammar
 //! would have refused.
 
+use axum::http::Method;
 use berth_oci::{Digest, NameError, Reference, RepoName};
 
 use crate::error::ApiError;
@@ -37,8 +38,10 @@ impl Endpoint {
         }
     }
 
-    /// Parses the part of the path after `/v2/`.
-    pub(crate) fn parse(rest: &str) -> Result<Endpoint, ApiError> {
+    /// Parses the part of the path after `/v2/`. The method matters only for
+    /// an invalid tag: a read of it finds nothing (404), a push of it is an
+    /// invalid manifest reference (400).
+    pub(crate) fn parse(method: &Method, rest: &str) -> Result<Endpoint, ApiError> {
         if rest.is_empty() {
             return Ok(Endpoint::Base);
         }
@@ -74,7 +77,7 @@ impl Endpoint {
         let tail = &rest[at + marker.len()..];
         Ok(match marker {
             "/blobs/uploads/" => Endpoint::Upload(name, tail.to_string()),
-            "/manifests/" => Endpoint::Manifest(name, reference(tail)?),
+            "/manifests/" => Endpoint::Manifest(name, reference(method, tail)?),
             "/blobs/" => Endpoint::Blob(name, digest(tail)?),
             _ => Endpoint::Referrers(name, digest(tail)?),
         })
@@ -89,10 +92,11 @@ pub(crate) fn digest(s: &str) -> Result<Digest, ApiError> {
     Digest::parse(s).map_err(|e| ApiError::digest_invalid(e.to_string()))
 }
 
-fn reference(s: &str) -> Result<Reference, ApiError> {
+fn reference(method: &Method, s: &str) -> Result<Reference, ApiError> {
     Reference::parse(s).map_err(|e| match e {
         NameError::Digest(d) => ApiError::digest_invalid(d.to_string()),
-        other => ApiError::manifest_invalid(other.to_string()),
+        other if *method == Method::PUT => ApiError::manifest_invalid(other.to_string()),
+        other => ApiError::manifest_unknown(other.to_string()),
     })
 }
 
@@ -147,7 +151,7 @@ mod tests {
             ),
         ];
         for (path, want) in cases {
-            assert_eq!(Endpoint::parse(path).unwrap(), want, "{path}");
+            assert_eq!(Endpoint::parse(&Method::GET, path).unwrap(), want, "{path}");
         }
     }
 
@@ -163,11 +167,15 @@ mod tests {
             ("a/manifests/-bad", ErrorCode::ManifestInvalid),
             ("a/referrers/latest", ErrorCode::DigestInvalid),
             ("a", ErrorCode::NameUnknown),
+            ("a/manifests/.bad", ErrorCode::ManifestInvalid),
             ("a/blobs/", ErrorCode::NameUnknown),
         ];
         for (path, code) in cases {
-            let err = Endpoint::parse(path).unwrap_err();
+            let err = Endpoint::parse(&Method::PUT, path).unwrap_err();
             assert_eq!(err.code(), Some(code), "{path}");
         }
+        // Reading an invalid tag finds nothing, as the conformance suite wants.
+        let err = Endpoint::parse(&Method::GET, "a/manifests/.bad").unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::ManifestUnknown));
     }
 }
