@@ -192,20 +192,23 @@ impl Registry {
             *state = Some(HashState { offset, hasher });
             return Err(Error::UploadRange { current: offset });
         }
+        let before = hasher.clone();
         let (size, hasher) = self.append(id, offset, body, hasher).await?;
         let actual = match digest.algorithm() {
-            Algorithm::Sha256 => {
-                // Keep a copy so a digest mismatch leaves the session usable.
-                *state = Some(HashState {
-                    offset: size,
-                    hasher: hasher.clone(),
-                });
-                hasher.finish()
-            }
+            Algorithm::Sha256 => hasher.finish(),
             // Sessions stream sha256; another algorithm needs one more pass.
             other => self.rehash(id, other).await?.1.finish(),
         };
-        check_digest(digest, actual)?;
+        if let Err(e) = check_digest(digest, actual) {
+            // A failed request changes nothing: its last chunk is dropped so
+            // the client can retry the same PUT.
+            self.inner.store.upload_truncate(id, offset).await?;
+            *state = Some(HashState {
+                offset,
+                hasher: before,
+            });
+            return Err(e);
+        }
         self.commit_blob(repo, id, digest, size, true).await?;
         *state = None;
         drop(state);

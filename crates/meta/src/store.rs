@@ -219,12 +219,16 @@ impl MetaStore {
     }
 
     pub async fn repositories(&self, last: Option<&str>, n: i64) -> Result<Vec<String>> {
-        let rows =
-            sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
-                .bind(last.unwrap_or(""))
-                .bind(n)
-                .fetch_all(&self.read)
-                .await?;
+        // Repositories appear once they hold a manifest, as in Distribution; an
+        // upload session alone does not make a repository worth listing.
+        let rows = sqlx::query(
+            "SELECT r.name FROM repositories r WHERE r.name > $1 \
+             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) ORDER BY r.name LIMIT $2",
+        )
+        .bind(last.unwrap_or(""))
+        .bind(n)
+        .fetch_all(&self.read)
+        .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 

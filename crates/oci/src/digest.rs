@@ -175,7 +175,8 @@ mod tests {
         for s in good {
             assert_eq!(Digest::parse(s).unwrap().as_str(), s);
         }
-        let bad: [(&str, fn(&DigestError) -> bool); 9] = [
+        type Case = (&'static str, fn(&DigestError) -> bool);
+        let bad: [Case; 9] = [
             ("", |e| matches!(e, DigestError::Format(_))),
             ("sha256", |e| matches!(e, DigestError::Format(_))),
             ("sha256:", |e| matches!(e, DigestError::Encoding(_))),

@@ -174,6 +174,20 @@ impl BlobStore for FsStore {
         Ok((size, hasher))
     }
 
+    async fn upload_truncate(&self, id: &str, size: u64) -> Result<()> {
+        let path = self.upload_path(id)?;
+        blocking(move || {
+            let file = File::options().write(true).open(&path)?;
+            file.set_len(size)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(|e| match e {
+            Error::Io(io) if io.kind() == io::ErrorKind::NotFound => Error::NotFound,
+            other => other,
+        })
+    }
+
     async fn upload_read(&self, id: &str) -> Result<ByteStream> {
         let file = not_found_as_none(tokio::fs::File::open(self.upload_path(id)?).await)?
             .ok_or(Error::NotFound)?;

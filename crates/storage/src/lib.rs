@@ -74,6 +74,10 @@ pub trait BlobStore: Send + Sync + 'static {
         hasher: Hasher,
     ) -> Result<(u64, Hasher)>;
 
+    /// Cuts an upload back to `size` bytes (durably), undoing a chunk whose
+    /// request failed after it was written. `NotFound` when absent.
+    async fn upload_truncate(&self, id: &str, size: u64) -> Result<()>;
+
     /// Streams what an upload holds so far (to rebuild a hasher's state after
     /// a restart or on another node).
     async fn upload_read(&self, id: &str) -> Result<ByteStream>;

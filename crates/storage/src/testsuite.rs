@@ -87,6 +87,9 @@ async fn offset_mismatch_writes_nothing(store: &dyn BlobStore) {
         "{err:?}"
     );
     assert_eq!(store.upload_size(id).await.unwrap(), Some(3));
+    store.upload_truncate(id, 1).await.unwrap();
+    assert_eq!(store.upload_size(id).await.unwrap(), Some(1));
+    assert_eq!(collect(store.upload_read(id).await.unwrap()).await, b"a");
     store.upload_abort(id).await.unwrap();
     store.upload_abort(id).await.unwrap();
     assert_eq!(store.upload_size(id).await.unwrap(), None);
@@ -152,4 +155,8 @@ async fn absent_things(store: &dyn BlobStore) {
         Err(Error::NotFound)
     ));
     assert_eq!(store.upload_size("no-such-upload").await.unwrap(), None);
+    assert!(matches!(
+        store.upload_truncate("no-such-upload", 0).await,
+        Err(Error::NotFound)
+    ));
 }

@@ -1,7 +1,9 @@
+-- Names collate as bytes ("C"), so tag lists, the catalog and keyset
+-- pagination order the same way as on SQLite whatever the server's locale.
 -- The registry's metadata: the single source of truth about which blobs and
 -- manifests exist in which repository. Blob bytes live in the blob store.
 CREATE TABLE repositories (
-    name        TEXT PRIMARY KEY,
+    name        TEXT COLLATE "C" PRIMARY KEY,
     created_at  BIGINT NOT NULL
 );
 
@@ -48,7 +50,7 @@ CREATE INDEX manifest_refs_by_child ON manifest_refs(repo, child_digest);
 
 CREATE TABLE tags (
     repo        TEXT NOT NULL,
-    name        TEXT NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
     digest      TEXT NOT NULL,
     updated_at  BIGINT NOT NULL,
     PRIMARY KEY (repo, name),
