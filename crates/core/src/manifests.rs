@@ -59,18 +59,6 @@ pub struct ManifestPushed {
 }
 
 impl Registry {
-    async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Digest> {
-        match reference {
-            Reference::Digest(d) => Ok(d.clone()),
-            Reference::Tag(t) => self
-                .inner
-                .meta
-                .tag(repo, t)
-                .await?
-                .ok_or_else(|| Error::ManifestUnknown(t.to_string())),
-        }
-    }
-
     /// Finds a manifest. `accept` lists the media types the client takes;
     /// empty means anything.
     pub async fn get_manifest(
@@ -80,13 +68,16 @@ impl Registry {
         accept: &[String],
         with_body: bool,
     ) -> Result<ServedManifest> {
-        let digest = self.resolve(repo, reference).await?;
-        let head = self
-            .inner
-            .meta
-            .manifest_head(repo, &digest)
-            .await?
-            .ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?;
+        let found = match reference {
+            Reference::Digest(d) => self
+                .inner
+                .meta
+                .manifest_head(repo, d)
+                .await?
+                .map(|head| (d.clone(), head)),
+            Reference::Tag(t) => self.inner.meta.tagged_manifest_head(repo, t).await?,
+        };
+        let (digest, head) = found.ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?;
         if !acceptable(accept, &head.media_type) {
             return Err(Error::ManifestUnknown(format!(
                 "{reference} is a {}, which the request's Accept header excludes",

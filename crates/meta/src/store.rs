@@ -163,6 +163,33 @@ impl MetaStore {
             .transpose()
     }
 
+    /// The manifest a tag points at, with what headers need, in one query.
+    pub async fn tagged_manifest_head(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<(Digest, ManifestHead)>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.subject FROM tags t \
+             JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest \
+             WHERE t.repo = $1 AND t.name = $2",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let digest = parse_digest(&row.try_get::<String, _>(0)?)?;
+        Ok(Some((
+            digest,
+            ManifestHead {
+                media_type: row.try_get(1)?,
+                size: row.try_get::<i64, _>(2)? as u64,
+                subject: row.try_get(3)?,
+            },
+        )))
+    }
+
     /// What headers need about a manifest, without its bytes.
     pub async fn manifest_head(
         &self,
