@@ -154,16 +154,7 @@ impl Registry {
                 range.len()
             )));
         }
-        self.check_session(repo, id).await?;
-        let slot = self.inner.uploads.slot(id);
-        let mut state = slot.lock().await;
-        let (offset, hasher) = self.resume_hash(id, state.take()).await?;
-        if let Some(range) = range
-            && range.start != offset
-        {
-            *state = Some(HashState { offset, hasher });
-            return Err(Error::UploadRange { current: offset });
-        }
+        let (mut state, offset, hasher) = self.lock_session(repo, id, range).await?;
         let (offset, hasher) = self.append(id, offset, body, hasher).await?;
         *state = Some(HashState { offset, hasher });
         Ok(UploadStatus {
@@ -182,16 +173,7 @@ impl Registry {
         range: Option<ByteRange>,
         body: ByteStream,
     ) -> Result<()> {
-        self.check_session(repo, id).await?;
-        let slot = self.inner.uploads.slot(id);
-        let mut state = slot.lock().await;
-        let (offset, hasher) = self.resume_hash(id, state.take()).await?;
-        if let Some(range) = range
-            && range.start != offset
-        {
-            *state = Some(HashState { offset, hasher });
-            return Err(Error::UploadRange { current: offset });
-        }
+        let (mut state, offset, hasher) = self.lock_session(repo, id, range).await?;
         let before = hasher.clone();
         let (size, hasher) = self.append(id, offset, body, hasher).await?;
         let actual = match digest.algorithm() {
@@ -229,6 +211,26 @@ impl Registry {
         self.inner.uploads.forget(id);
         metrics::gauge!("berth_uploads_in_progress").decrement(1.0);
         Ok(())
+    }
+
+    /// Takes the session's lock and its hash state at the current end,
+    /// checking that a chunk with `range` starts there.
+    async fn lock_session(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<ByteRange>,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<Option<HashState>>, u64, Hasher)> {
+        self.check_session(repo, id).await?;
+        let mut state = self.inner.uploads.slot(id).lock_owned().await;
+        let (offset, hasher) = self.resume_hash(id, state.take()).await?;
+        if let Some(range) = range
+            && range.start != offset
+        {
+            *state = Some(HashState { offset, hasher });
+            return Err(Error::UploadRange { current: offset });
+        }
+        Ok((state, offset, hasher))
     }
 
     async fn check_session(&self, repo: &RepoName, id: &str) -> Result<()> {
