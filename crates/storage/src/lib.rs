@@ -6,16 +6,21 @@
 //! suite every backend's tests call.
 
 mod fs;
+#[cfg(feature = "s3")]
+mod s3;
 pub mod testsuite;
 
 use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use berth_oci::{ByteRange, Digest, Hasher};
 use bytes::Bytes;
 use futures::Stream;
 
 pub use fs::FsStore;
+#[cfg(feature = "s3")]
+pub use s3::{MAX_PARTS_IN_FLIGHT, PART_SIZE, S3Config, S3Store};
 
 /// Bytes flowing in or out of the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -91,4 +96,15 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Checks that the store is reachable and writable enough to serve.
     async fn ready(&self) -> Result<()>;
+
+    /// A URL from which anyone holding it can `GET` the committed blob
+    /// `digest` directly from the backend for the next `expires`, so a blob
+    /// `GET` can answer with a redirect instead of proxying the bytes.
+    /// `None` when the backend cannot sign URLs (the filesystem): proxy then.
+    /// The URL grants access by itself, so the caller must check the
+    /// repository link first; whether the blob exists is not checked here.
+    async fn presigned_get(&self, digest: &Digest, expires: Duration) -> Result<Option<String>> {
+        let _ = (digest, expires);
+        Ok(None)
+    }
 }
