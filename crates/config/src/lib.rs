@@ -24,6 +24,82 @@ pub struct RawConfig {
     /// yet: anyone who reaches the port can push, pull and delete.
     pub allow_unauthenticated_remote: Option<bool>,
     pub tls: Option<RawTls>,
+    pub storage: Option<RawStorage>,
+    pub metadata: Option<RawMetadata>,
+}
+
+/// Where blob bytes live.
+#[derive(Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// `fs` (default: `<data_dir>`) or `s3`.
+    pub backend: Option<String>,
+    /// S3: endpoint URL of an S3-compatible server; unset means AWS.
+    pub endpoint: Option<String>,
+    /// S3: region (default `us-east-1`).
+    pub region: Option<String>,
+    /// S3: bucket (required for `s3`).
+    pub bucket: Option<String>,
+    /// S3: key prefix for everything Berth writes.
+    pub prefix: Option<String>,
+    /// S3: path-style requests, which most self-hosted servers need (default true).
+    pub path_style: Option<bool>,
+    /// S3: access key id; unset means the standard AWS environment.
+    pub access_key_id: Option<String>,
+    /// S3: secret access key. Prefer `secret_access_key_file` or the environment.
+    pub secret_access_key: Option<String>,
+    /// S3: file holding the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// S3: allow a plain-HTTP endpoint (default false).
+    pub allow_http: Option<bool>,
+    /// S3: answer blob GETs with a redirect to a presigned URL instead of
+    /// proxying the bytes (default false).
+    pub redirect: Option<bool>,
+    /// S3: lifetime of presigned URLs in seconds (default 300).
+    pub redirect_expiry_secs: Option<u64>,
+}
+
+impl fmt::Debug for RawStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawStorage")
+            .field("backend", &self.backend)
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where metadata lives.
+#[derive(Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetadata {
+    /// `sqlite://PATH` (default `<data_dir>/meta.db`) or
+    /// `postgres://user:password@host:port/database`.
+    pub url: Option<String>,
+}
+
+impl fmt::Debug for RawMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawMetadata")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// `scheme://user:secret@host/...` with the secret replaced.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
@@ -45,7 +121,32 @@ impl RawConfig {
             }),
             (a, b) => b.or(a),
         };
+        let storage = match (self.storage, over.storage) {
+            (Some(a), Some(b)) => Some(RawStorage {
+                backend: b.backend.or(a.backend),
+                endpoint: b.endpoint.or(a.endpoint),
+                region: b.region.or(a.region),
+                bucket: b.bucket.or(a.bucket),
+                prefix: b.prefix.or(a.prefix),
+                path_style: b.path_style.or(a.path_style),
+                access_key_id: b.access_key_id.or(a.access_key_id),
+                secret_access_key: b.secret_access_key.or(a.secret_access_key),
+                secret_access_key_file: b.secret_access_key_file.or(a.secret_access_key_file),
+                allow_http: b.allow_http.or(a.allow_http),
+                redirect: b.redirect.or(a.redirect),
+                redirect_expiry_secs: b.redirect_expiry_secs.or(a.redirect_expiry_secs),
+            }),
+            (a, b) => b.or(a),
+        };
+        let metadata = match (self.metadata, over.metadata) {
+            (Some(a), Some(b)) => Some(RawMetadata {
+                url: b.url.or(a.url),
+            }),
+            (a, b) => b.or(a),
+        };
         RawConfig {
+            storage,
+            metadata,
             listen: over.listen.or(self.listen),
             data_dir: over.data_dir.or(self.data_dir),
             log_format: over.log_format.or(self.log_format),
@@ -57,20 +158,51 @@ impl RawConfig {
     }
 
     /// Reads `BERTH_LISTEN`, `BERTH_DATA_DIR`, `BERTH_LOG_FORMAT`,
-    /// `BERTH_ALLOW_UNAUTHENTICATED_REMOTE`, `BERTH_TLS_CERT`, `BERTH_TLS_KEY`
-    /// through `var` (the process environment in production).
+    /// `BERTH_ALLOW_UNAUTHENTICATED_REMOTE`, `BERTH_TLS_CERT`, `BERTH_TLS_KEY`,
+    /// `BERTH_METADATA_URL`, `BERTH_STORAGE_BACKEND` and `BERTH_S3_*` (one per
+    /// `[storage]` key, upper-cased) through `var` (the process environment
+    /// in production).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
         let mut problems = Vec::new();
-        let allow = var("BERTH_ALLOW_UNAUTHENTICATED_REMOTE").and_then(|v| match v.as_str() {
-            "1" | "true" | "yes" => Some(true),
-            "0" | "false" | "no" | "" => Some(false),
-            other => {
-                problems.push(format!(
-                    "BERTH_ALLOW_UNAUTHENTICATED_REMOTE: {other:?} is not a boolean (true/false)"
-                ));
-                None
-            }
+        let mut boolean = |name: &str| {
+            var(name).and_then(|v| match v.as_str() {
+                "1" | "true" | "yes" => Some(true),
+                "0" | "false" | "no" | "" => Some(false),
+                other => {
+                    problems.push(format!("{name}: {other:?} is not a boolean (true/false)"));
+                    None
+                }
+            })
+        };
+        let allow = boolean("BERTH_ALLOW_UNAUTHENTICATED_REMOTE");
+        let path_style = boolean("BERTH_S3_PATH_STYLE");
+        let allow_http = boolean("BERTH_S3_ALLOW_HTTP");
+        let redirect = boolean("BERTH_S3_REDIRECT");
+        let redirect_expiry_secs = var("BERTH_S3_REDIRECT_EXPIRY_SECS").and_then(|v| {
+            v.parse()
+                .map_err(|_| {
+                    problems.push(format!(
+                        "BERTH_S3_REDIRECT_EXPIRY_SECS: {v:?} is not a number of seconds"
+                    ))
+                })
+                .ok()
         });
+        let storage = RawStorage {
+            backend: var("BERTH_STORAGE_BACKEND"),
+            endpoint: var("BERTH_S3_ENDPOINT"),
+            region: var("BERTH_S3_REGION"),
+            bucket: var("BERTH_S3_BUCKET"),
+            prefix: var("BERTH_S3_PREFIX"),
+            path_style,
+            access_key_id: var("BERTH_S3_ACCESS_KEY_ID"),
+            secret_access_key: var("BERTH_S3_SECRET_ACCESS_KEY"),
+            secret_access_key_file: var("BERTH_S3_SECRET_ACCESS_KEY_FILE").map(PathBuf::from),
+            allow_http,
+            redirect,
+            redirect_expiry_secs,
+        };
+        let storage = (storage != RawStorage::default()).then_some(storage);
+        let metadata = var("BERTH_METADATA_URL").map(|url| RawMetadata { url: Some(url) });
         let cert = var("BERTH_TLS_CERT").map(PathBuf::from);
         let key = var("BERTH_TLS_KEY").map(PathBuf::from);
         let tls = (cert.is_some() || key.is_some()).then_some(RawTls { cert, key });
@@ -83,6 +215,8 @@ impl RawConfig {
             log_format: var("BERTH_LOG_FORMAT"),
             allow_unauthenticated_remote: allow,
             tls,
+            storage,
+            metadata,
         })
     }
 
@@ -113,6 +247,91 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub tls: Option<Tls>,
+    pub storage: Storage,
+    /// `sqlite://…` or `postgres://…`; may hold a password (see [`redact_url`]).
+    pub metadata_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Blobs under the data directory.
+    Fs,
+    S3(S3),
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3 {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
+    /// Lifetime of presigned URLs when blob GETs redirect; `None` proxies.
+    pub redirect: Option<std::time::Duration>,
+}
+
+impl fmt::Debug for S3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("redirect", &self.redirect)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate_storage(raw: Option<RawStorage>, problems: &mut Vec<String>) -> Storage {
+    let raw = raw.unwrap_or_default();
+    match raw.backend.as_deref().unwrap_or("fs") {
+        "fs" => Storage::Fs,
+        "s3" => {
+            let bucket = raw.bucket.unwrap_or_else(|| {
+                problems
+                    .push("storage.bucket: required when storage.backend is \"s3\"".to_string());
+                String::new()
+            });
+            let secret_access_key = match (raw.secret_access_key, raw.secret_access_key_file) {
+                (Some(s), _) => Some(s),
+                (None, Some(path)) => match std::fs::read_to_string(&path) {
+                    Ok(s) => Some(s.trim().to_string()),
+                    Err(e) => {
+                        problems.push(format!(
+                            "storage.secret_access_key_file: {}: {e}",
+                            path.display()
+                        ));
+                        None
+                    }
+                },
+                (None, None) => None,
+            };
+            let redirect = raw
+                .redirect
+                .unwrap_or(false)
+                .then(|| std::time::Duration::from_secs(raw.redirect_expiry_secs.unwrap_or(300)));
+            Storage::S3(S3 {
+                endpoint: raw.endpoint,
+                region: raw.region.unwrap_or_else(|| "us-east-1".to_string()),
+                bucket,
+                prefix: raw.prefix.unwrap_or_default(),
+                path_style: raw.path_style.unwrap_or(true),
+                access_key_id: raw.access_key_id,
+                secret_access_key,
+                allow_http: raw.allow_http.unwrap_or(false),
+                redirect,
+            })
+        }
+        other => {
+            problems.push(format!(
+                "storage.backend: {other:?} is neither \"fs\" nor \"s3\""
+            ));
+            Storage::Fs
+        }
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
@@ -186,14 +405,31 @@ impl RawConfig {
                  to serve anyone who can reach it"
             ));
         }
+        let storage = validate_storage(self.storage, &mut problems);
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let metadata_url = self
+            .metadata
+            .and_then(|m| m.url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("meta.db").display()));
+        if !["sqlite://", "postgres://", "postgresql://"]
+            .iter()
+            .any(|s| metadata_url.starts_with(s))
+        {
+            problems.push(format!(
+                "metadata.url: {:?} is neither sqlite://PATH nor postgres://…",
+                redact_url(&metadata_url)
+            ));
+        }
         match (listen, problems.is_empty()) {
             (Some(listen), true) => Ok(Config {
                 listen,
-                data_dir: self
-                    .data_dir
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+                data_dir,
                 log_format,
                 tls,
+                storage,
+                metadata_url,
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -301,6 +537,73 @@ mod tests {
         assert!(
             RawConfig::from_env(env(&[("BERTH_ALLOW_UNAUTHENTICATED_REMOTE", "maybe")])).is_err()
         );
+    }
+
+    #[test]
+    fn storage_and_metadata_backends() {
+        let c = load(None, env(&[]), RawConfig::default()).unwrap();
+        assert_eq!(c.storage, Storage::Fs);
+        assert_eq!(c.metadata_url, "sqlite://./berth-data/meta.db");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cr3t\n").unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "[storage]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9\"\n\
+                 secret_access_key_file = \"{}\"\nredirect = true\n[metadata]\nurl = \"postgres://u:pw@h/db\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let c = load(
+            Some(&file),
+            env(&[("BERTH_S3_PREFIX", "p/")]),
+            RawConfig::default(),
+        )
+        .unwrap();
+        let Storage::S3(s3) = &c.storage else {
+            panic!("{:?}", c.storage)
+        };
+        assert_eq!(s3.bucket, "b");
+        assert_eq!(s3.prefix, "p/");
+        assert_eq!(s3.secret_access_key.as_deref(), Some("s3cr3t"));
+        assert_eq!(s3.redirect, Some(std::time::Duration::from_secs(300)));
+        assert!(s3.path_style);
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert_eq!(c.metadata_url, "postgres://u:pw@h/db");
+        assert_eq!(redact_url(&c.metadata_url), "postgres://u:<redacted>@h/db");
+
+        let err = load(
+            None,
+            env(&[
+                ("BERTH_STORAGE_BACKEND", "s3"),
+                ("BERTH_S3_ALLOW_HTTP", "perhaps"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("BERTH_S3_ALLOW_HTTP"), "{err}");
+        let err = load(
+            None,
+            env(&[
+                ("BERTH_STORAGE_BACKEND", "s3"),
+                ("BERTH_METADATA_URL", "mysql://x"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("storage.bucket"), "{err}");
+        assert!(err.to_string().contains("metadata.url"), "{err}");
+        let err = load(
+            None,
+            env(&[("BERTH_STORAGE_BACKEND", "tape")]),
+            RawConfig::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("storage.backend"), "{err}");
     }
 
     #[test]

@@ -51,6 +51,21 @@ impl Registry {
         Ok(BlobRead { size, range, body })
     }
 
+    /// A presigned URL to fetch a linked blob from the store directly, when
+    /// redirects are configured and the store can sign; `None` means proxy.
+    pub async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        let Some(expiry) = self.inner.options.blob_redirect else {
+            return Ok(None);
+        };
+        let size = self.stat_blob(repo, digest).await?;
+        let url = self.inner.store.presigned_get(digest, expiry).await?;
+        if url.is_some() {
+            metrics::counter!("berth_blob_redirects_total").increment(1);
+            metrics::counter!("berth_blob_bytes_redirected_total").increment(size);
+        }
+        Ok(url)
+    }
+
     /// Removes the blob's link from `repo`; the bytes stay for other
     /// repositories and are reclaimed by garbage collection.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {

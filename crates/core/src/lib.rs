@@ -36,19 +36,33 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
+/// Deployment choices the use cases depend on.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Answer blob reads with a presigned URL of this lifetime when the
+    /// store can sign one (S3), instead of proxying the bytes.
+    pub blob_redirect: Option<std::time::Duration>,
+}
+
 struct Inner {
     meta: MetaStore,
     store: Arc<dyn BlobStore>,
+    options: Options,
     uploads: uploads::HashStates,
     manifests: manifests::Cache,
 }
 
 impl Registry {
     pub fn new(meta: MetaStore, store: Arc<dyn BlobStore>) -> Registry {
+        Registry::with_options(meta, store, Options::default())
+    }
+
+    pub fn with_options(meta: MetaStore, store: Arc<dyn BlobStore>, options: Options) -> Registry {
         Registry {
             inner: Arc::new(Inner {
                 meta,
                 store,
+                options,
                 uploads: uploads::HashStates::default(),
                 manifests: manifests::Cache::default(),
             }),

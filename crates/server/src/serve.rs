@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_config::{Config, LogFormat, RawConfig, RawTls};
-use berth_core::Registry;
+use berth_config::{Config, LogFormat, RawConfig, RawTls, Storage, redact_url};
+use berth_core::{Options, Registry};
 use berth_meta::MetaStore;
-use berth_storage::FsStore;
+use berth_storage::{BlobStore, FsStore, S3Config, S3Store};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// How long in-flight requests may run after a shutdown signal.
@@ -36,6 +36,9 @@ pub(crate) struct ServeArgs {
     /// PEM private key for HTTPS.
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Metadata database: sqlite://PATH or postgres://… [default: sqlite://DATA_DIR/meta.db].
+    #[arg(long)]
+    metadata_url: Option<String>,
     /// Allow a non-loopback listen address although requests are not
     /// authenticated yet.
     #[arg(long)]
@@ -53,6 +56,11 @@ impl ServeArgs {
                 cert: self.tls_cert.clone(),
                 key: self.tls_key.clone(),
             }),
+            metadata: self
+                .metadata_url
+                .clone()
+                .map(|url| berth_config::RawMetadata { url: Some(url) }),
+            storage: None,
         }
     }
 }
@@ -87,12 +95,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let store = FsStore::open(&config.data_dir)
-        .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?;
-    let meta = MetaStore::open_sqlite(&config.data_dir.join("meta.db"))
+    let (store, options) = open_store(&config)?;
+    let meta = MetaStore::open(&config.metadata_url)
         .await
-        .context("opening the metadata database")?;
-    let registry = Registry::new(meta, Arc::new(store));
+        .with_context(|| {
+            format!(
+                "opening the metadata database {}",
+                redact_url(&config.metadata_url)
+            )
+        })?;
+    let registry = Registry::with_options(meta, store, options);
     let app = berth_api::router(registry.clone(), Some(metrics));
 
     let listener = std::net::TcpListener::bind(config.listen)
@@ -139,6 +151,34 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     registry.close().await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The blob store the configuration names, and the options that depend on it.
+fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>, Options)> {
+    Ok(match &config.storage {
+        Storage::Fs => {
+            let store = FsStore::open(&config.data_dir)
+                .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?;
+            (Arc::new(store), Options::default())
+        }
+        Storage::S3(s3) => {
+            let store = S3Store::new(&S3Config {
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone(),
+                bucket: s3.bucket.clone(),
+                prefix: s3.prefix.clone(),
+                path_style: s3.path_style,
+                access_key_id: s3.access_key_id.clone(),
+                secret_access_key: s3.secret_access_key.clone(),
+                allow_http: s3.allow_http,
+            })
+            .with_context(|| format!("configuring S3 bucket {}", s3.bucket))?;
+            let options = Options {
+                blob_redirect: s3.redirect,
+            };
+            (Arc::new(store), options)
+        }
+    })
 }
 
 async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>) {

@@ -36,6 +36,17 @@ pub(super) async fn get(
         let size = registry.stat_blob(repo, digest).await?;
         return Ok(respond(StatusCode::OK, &common(size), Body::empty()));
     }
+    if let Some(url) = registry.blob_redirect(repo, digest).await? {
+        return Ok(respond(
+            StatusCode::TEMPORARY_REDIRECT,
+            &[
+                (header::LOCATION.as_str(), url),
+                (DIGEST_HEADER, digest.to_string()),
+                (header::CONTENT_LENGTH.as_str(), "0".into()),
+            ],
+            Body::empty(),
+        ));
+    }
     let read = registry
         .get_blob(repo, digest, header_str(headers, header::RANGE))
         .await?;

@@ -35,6 +35,16 @@ impl Berth {
     }
 
     pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Berth {
+        Berth::start_env(data_dir, listen, extra, &[])
+    }
+
+    /// Starts a server with extra environment variables (`BERTH_*`).
+    pub fn start_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        envs: &[(String, String)],
+    ) -> Berth {
         let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .arg("serve")
             .arg("--listen")
@@ -42,6 +52,7 @@ impl Berth {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
