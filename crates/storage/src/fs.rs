@@ -147,10 +147,14 @@ impl BlobStore for FsStore {
 
     async fn upload_start(&self, id: &str) -> Result<()> {
         let path = self.upload_path(id)?;
+        // Not fsynced: until the commit, losing a session to a power cut only
+        // makes the client start it again.
         blocking(move || {
-            let file = File::options().write(true).create_new(true).open(&path)?;
-            file.sync_all()?;
-            fsync_dir(path.parent().expect("upload path has a parent"))
+            File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map(drop)
         })
         .await
     }
@@ -174,28 +178,34 @@ impl BlobStore for FsStore {
         if current != offset {
             return Err(Error::OffsetMismatch { current });
         }
-        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(4);
         let writer = tokio::task::spawn_blocking(move || -> io::Result<(u64, Hasher, File)> {
             let mut hasher = hasher;
             let mut size = offset;
-            while let Some(chunk) = rx.blocking_recv() {
-                hasher.update(&chunk);
-                file.write_all(&chunk)?;
-                size += chunk.len() as u64;
+            while let Some(batch) = rx.blocking_recv() {
+                for chunk in batch {
+                    hasher.update(&chunk);
+                    file.write_all(&chunk)?;
+                    size += chunk.len() as u64;
+                }
             }
-            file.sync_data()?;
             Ok((size, hasher, file))
         });
-        // Gather small network chunks so the writer thread does few large writes.
-        let mut batch = bytes::BytesMut::new();
+        // Network chunks travel to the writer thread in batches (one channel
+        // hop per ~1 MiB) without being copied into a bigger buffer.
+        let mut batch = Vec::new();
+        let mut batched = 0;
         let mut body_error = None;
         while let Some(item) = data.next().await {
             match item {
                 Ok(chunk) => {
-                    batch.extend_from_slice(&chunk);
-                    if batch.len() >= WRITE_BATCH && tx.send(batch.split().freeze()).await.is_err()
-                    {
-                        break;
+                    batched += chunk.len();
+                    batch.push(chunk);
+                    if batched >= WRITE_BATCH {
+                        batched = 0;
+                        if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                            break;
+                        }
                     }
                 }
                 Err(e) => {
@@ -205,7 +215,7 @@ impl BlobStore for FsStore {
             }
         }
         if body_error.is_none() && !batch.is_empty() {
-            let _ = tx.send(batch.freeze()).await;
+            let _ = tx.send(batch).await;
         }
         drop(tx);
         let (size, hasher, file) = writer.await.map_err(|e| Error::Io(io::Error::other(e)))??;
@@ -213,7 +223,6 @@ impl BlobStore for FsStore {
             // Keep the upload consistent with what the client was told: a failed
             // request appends nothing, so the next chunk can retry from `offset`.
             file.set_len(offset)?;
-            file.sync_data()?;
             return Err(Error::Body(e));
         }
         Ok((size, hasher))
@@ -254,10 +263,11 @@ impl BlobStore for FsStore {
                 std::fs::create_dir_all(dir)?;
                 fsync_dir(dir.parent().expect("blob dir has a parent"))?;
             }
-            // The data itself was fsynced by upload_append.
+            // Appends are not fsynced one by one: the data is made durable
+            // once, here, before the blob gets its name.
+            File::open(&from)?.sync_data()?;
             std::fs::rename(&from, &to)?;
-            fsync_dir(dir)?;
-            fsync_dir(from.parent().expect("upload path has a parent"))
+            fsync_dir(dir)
         })
         .await
     }

@@ -70,7 +70,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Appends `data` at `offset`, which must equal the current size
     /// (`OffsetMismatch` otherwise, with nothing written). Every byte written is
     /// fed to `hasher`; the returned size and hasher cover the whole upload.
-    /// The bytes are durable when this returns.
+    /// The bytes survive a process crash when this returns; a backend may
+    /// defer making them durable against power loss to `upload_commit` (then
+    /// `upload_size` tells the client where to resume, and the digest check
+    /// at commit catches anything torn).
     async fn upload_append(
         &self,
         id: &str,
