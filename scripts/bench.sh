@@ -10,7 +10,7 @@
 # Options: --rounds N, --quick, --duration D (fixed-duration scenarios, default
 # 5s), --scenario LIST (default all), --out FILE (default docs/PERFORMANCE.md),
 # --work DIR (data dirs and raw results; default a new dir under /var/tmp, on
-# the data disk, never tmpfs), --keep (keep the work dir).
+# the data disk, never tmpfs; removed at the end), --keep (keep the data dirs).
 # The raw JSON lines of every round are copied to target/bench-results/.
 # Exits non-zero if any scenario of any round had errors (the report is still
 # written, with the errors marked).
@@ -72,10 +72,12 @@ cargo build --release --quiet --bin berth --bin berth-bench
 BERTH="$ROOT/target/release/berth"
 BENCH="$ROOT/target/release/berth-bench"
 
+MADE_WORK=0
 if [ -z "$WORK" ]; then
   WORK=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
+  MADE_WORK=1
 fi
-mkdir -p "$WORK/results"
+mkdir -p "$WORK/results" "$WORK/trash"
 SERVER_PID=
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -83,7 +85,12 @@ cleanup() {
     wait "$SERVER_PID" 2>/dev/null || true
   fi
   if [ "$KEEP" = 0 ]; then
-    find "$WORK" -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} + 2>/dev/null || true
+    log "removing data directories"
+    if [ "$MADE_WORK" = 1 ]; then
+      rm -rf "$WORK"
+    else
+      find "$WORK" -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} + 2>/dev/null || true
+    fi
   fi
 }
 trap cleanup EXIT
@@ -154,14 +161,14 @@ for round in $(seq 1 "$ROUNDS"); do
     out="$WORK/results/$reg-$round.jsonl"
 
     log "round $round/$ROUNDS: $reg start-up"
-    rm -rf "$WORK/start-$reg"
+    [ ! -e "$WORK/start-$reg" ] || mv "$WORK/start-$reg" "$WORK/trash/stale-$RANDOM"
     # shellcheck disable=SC2046
     "$BENCH" startup --url "$url" --label "$reg" -- $(server_cmd "$reg" "$WORK/start-$reg") > "$out" || FAILED=1
-    rm -rf "$WORK/start-$reg"
+    mv "$WORK/start-$reg" "$WORK/trash/start-$reg-$round-$RANDOM" 2>/dev/null || true
 
     log "round $round/$ROUNDS: $reg scenarios"
     data="$WORK/data-$reg"
-    rm -rf "$data"
+    [ ! -e "$data" ] || mv "$data" "$WORK/trash/stale-$RANDOM"
     # shellcheck disable=SC2046
     $(server_cmd "$reg" "$data") > "$WORK/$reg-$round.log" 2>&1 &
     SERVER_PID=$!
@@ -178,10 +185,14 @@ for round in $(seq 1 "$ROUNDS"); do
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
-    rm -rf "$data"
+    # Deleting a data dir of 10,000 repositories takes minutes of disk I/O:
+    # set it aside and delete everything at the end, not under the next
+    # measurement.
+    mv "$data" "$WORK/trash/$reg-$round-$RANDOM"
   done
 done
 
+rm -rf target/bench-results
 mkdir -p target/bench-results
 cp "$WORK"/results/*.jsonl target/bench-results/
 

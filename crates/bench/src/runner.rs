@@ -31,7 +31,8 @@ pub struct Run {
 
 /// Runs `op(index)` from `concurrency` workers until `limit`. Each call
 /// returns the bytes it moved; an `Err` counts as one error (its latency
-/// is not recorded). Indexes are unique across workers.
+/// is not recorded). Indexes are unique across workers. With
+/// `Limit::For`, each worker does at least one operation.
 pub async fn run<F, Fut>(concurrency: usize, limit: Limit, op: F) -> Run
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
@@ -51,7 +52,10 @@ where
         handles.push(tokio::spawn(async move {
             let mut w = Run::default();
             loop {
+                // A timed run still does at least one operation per worker.
+                let done = w.outcome.ops + w.outcome.errors;
                 if let Some(d) = deadline
+                    && done > 0
                     && Instant::now() >= d
                 {
                     break;
