@@ -80,6 +80,16 @@ else
     fi
     python3 -m pip "${pip_args[@]}"
 fi
+# PyYAML, for the test that parses deploy/kubernetes/*.yaml.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+    echo "install-test-deps: installing python PyYAML"
+    yaml_args=(install --disable-pip-version-check --no-input "PyYAML>=6")
+    if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
+        yaml_args+=(--break-system-packages)
+    fi
+    python3 -m pip "${yaml_args[@]}"
+fi
+
 python3 -c 'import oras.client, oras.oci' || {
     echo "install-test-deps: python oras does not import" >&2
     exit 1

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -26,6 +27,18 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     pub storage: Option<RawStorage>,
     pub metadata: Option<RawMetadata>,
+    pub uploads: Option<RawUploads>,
+}
+
+/// Upload sessions.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawUploads {
+    /// Seconds a session may stay untouched before it is reaped with its
+    /// bytes (default 86400, one day).
+    pub ttl_secs: Option<u64>,
+    /// Seconds between two runs of the reaper in the cluster (default 3600).
+    pub reap_interval_secs: Option<u64>,
 }
 
 /// Where blob bytes live.
@@ -144,9 +157,17 @@ impl RawConfig {
             }),
             (a, b) => b.or(a),
         };
+        let uploads = match (self.uploads, over.uploads) {
+            (Some(a), Some(b)) => Some(RawUploads {
+                ttl_secs: b.ttl_secs.or(a.ttl_secs),
+                reap_interval_secs: b.reap_interval_secs.or(a.reap_interval_secs),
+            }),
+            (a, b) => b.or(a),
+        };
         RawConfig {
             storage,
             metadata,
+            uploads,
             listen: over.listen.or(self.listen),
             data_dir: over.data_dir.or(self.data_dir),
             log_format: over.log_format.or(self.log_format),
@@ -159,9 +180,10 @@ impl RawConfig {
 
     /// Reads `BERTH_LISTEN`, `BERTH_DATA_DIR`, `BERTH_LOG_FORMAT`,
     /// `BERTH_ALLOW_UNAUTHENTICATED_REMOTE`, `BERTH_TLS_CERT`, `BERTH_TLS_KEY`,
-    /// `BERTH_METADATA_URL`, `BERTH_STORAGE_BACKEND` and `BERTH_S3_*` (one per
-    /// `[storage]` key, upper-cased) through `var` (the process environment
-    /// in production).
+    /// `BERTH_METADATA_URL`, `BERTH_STORAGE_BACKEND`, `BERTH_S3_*` (one per
+    /// `[storage]` key, upper-cased), `BERTH_UPLOAD_TTL_SECS` and
+    /// `BERTH_UPLOAD_REAP_INTERVAL_SECS` through `var` (the process
+    /// environment in production).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
         let mut problems = Vec::new();
         let mut boolean = |name: &str| {
@@ -187,6 +209,18 @@ impl RawConfig {
                 })
                 .ok()
         });
+        let mut seconds = |name: &str| {
+            var(name).and_then(|v| {
+                v.parse()
+                    .map_err(|_| problems.push(format!("{name}: {v:?} is not a number of seconds")))
+                    .ok()
+            })
+        };
+        let uploads = RawUploads {
+            ttl_secs: seconds("BERTH_UPLOAD_TTL_SECS"),
+            reap_interval_secs: seconds("BERTH_UPLOAD_REAP_INTERVAL_SECS"),
+        };
+        let uploads = (uploads != RawUploads::default()).then_some(uploads);
         let storage = RawStorage {
             backend: var("BERTH_STORAGE_BACKEND"),
             endpoint: var("BERTH_S3_ENDPOINT"),
@@ -217,6 +251,7 @@ impl RawConfig {
             tls,
             storage,
             metadata,
+            uploads,
         })
     }
 
@@ -250,6 +285,38 @@ pub struct Config {
     pub storage: Storage,
     /// `sqlite://…` or `postgres://…`; may hold a password (see [`redact_url`]).
     pub metadata_url: String,
+    pub uploads: Uploads,
+}
+
+/// When abandoned upload sessions are reaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uploads {
+    /// A session untouched for this long is deleted with its bytes.
+    pub ttl: Duration,
+    /// How often the reaper runs (once per period in the whole cluster).
+    pub reap_interval: Duration,
+}
+
+pub const DEFAULT_UPLOAD_TTL_SECS: u64 = 24 * 60 * 60;
+pub const DEFAULT_UPLOAD_REAP_INTERVAL_SECS: u64 = 60 * 60;
+
+fn validate_uploads(raw: Option<RawUploads>, problems: &mut Vec<String>) -> Uploads {
+    let raw = raw.unwrap_or_default();
+    let mut positive = |field: &str, value: Option<u64>, default: u64| match value {
+        Some(0) => {
+            problems.push(format!("uploads.{field}: must be at least 1 second"));
+            Duration::from_secs(default)
+        }
+        other => Duration::from_secs(other.unwrap_or(default)),
+    };
+    Uploads {
+        ttl: positive("ttl_secs", raw.ttl_secs, DEFAULT_UPLOAD_TTL_SECS),
+        reap_interval: positive(
+            "reap_interval_secs",
+            raw.reap_interval_secs,
+            DEFAULT_UPLOAD_REAP_INTERVAL_SECS,
+        ),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,6 +473,7 @@ impl RawConfig {
             ));
         }
         let storage = validate_storage(self.storage, &mut problems);
+        let uploads = validate_uploads(self.uploads, &mut problems);
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
@@ -430,6 +498,7 @@ impl RawConfig {
                 tls,
                 storage,
                 metadata_url,
+                uploads,
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -604,6 +673,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("storage.backend"), "{err}");
+    }
+
+    #[test]
+    fn upload_ttl_and_reap_interval() {
+        let c = load(None, env(&[]), RawConfig::default()).unwrap();
+        assert_eq!(c.uploads.ttl, Duration::from_secs(86400));
+        assert_eq!(c.uploads.reap_interval, Duration::from_secs(3600));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(
+            &file,
+            "[uploads]\nttl_secs = 600\nreap_interval_secs = 60\n",
+        )
+        .unwrap();
+        let c = load(
+            Some(&file),
+            env(&[("BERTH_UPLOAD_TTL_SECS", "5")]),
+            RawConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.uploads.ttl, Duration::from_secs(5));
+        assert_eq!(c.uploads.reap_interval, Duration::from_secs(60));
+
+        let err = load(
+            None,
+            env(&[
+                ("BERTH_UPLOAD_TTL_SECS", "a day"),
+                ("BERTH_UPLOAD_REAP_INTERVAL_SECS", "0"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("BERTH_UPLOAD_TTL_SECS"), "{err}");
+        let err = load(
+            None,
+            env(&[("BERTH_UPLOAD_REAP_INTERVAL_SECS", "0")]),
+            RawConfig::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("uploads.reap_interval_secs"),
+            "{err}"
+        );
     }
 
     #[test]

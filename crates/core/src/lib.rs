@@ -16,6 +16,7 @@ mod blobs;
 mod error;
 mod listing;
 mod manifests;
+mod reaper;
 mod uploads;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use blobs::BlobRead;
 pub use error::{Error, Result};
 pub use listing::{Page, Referrers};
 pub use manifests::{ManifestPushed, ServedManifest};
+pub use reaper::ReapReport;
 pub use uploads::{MountOutcome, UploadStatus};
 
 /// The registry façade the HTTP layer calls. Cheap to clone.

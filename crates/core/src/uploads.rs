@@ -47,8 +47,14 @@ impl HashStates {
         map.entry(id.to_string()).or_default().clone()
     }
 
-    fn forget(&self, id: &str) {
+    pub(crate) fn forget(&self, id: &str) {
         self.0.lock().expect("hash state map poisoned").remove(id);
+    }
+
+    /// Whether a request on this node holds the session's lock right now.
+    pub(crate) fn busy(&self, id: &str) -> bool {
+        let map = self.0.lock().expect("hash state map poisoned");
+        map.get(id).is_some_and(|slot| slot.try_lock().is_err())
     }
 }
 
@@ -221,7 +227,14 @@ impl Registry {
         id: &str,
         range: Option<ByteRange>,
     ) -> Result<(tokio::sync::OwnedMutexGuard<Option<HashState>>, u64, Hasher)> {
-        self.check_session(repo, id).await?;
+        // Touching the session checks it is in `repo` and tells the reaper it
+        // is in use; one the reaper already took is unknown before any byte
+        // is written (see reaper.rs).
+        if !berth_storage::valid_upload_id(id)
+            || !self.inner.meta.keep_upload_alive(repo.as_str(), id).await?
+        {
+            return Err(Error::UploadUnknown(id.to_string()));
+        }
         let mut state = self.inner.uploads.slot(id).lock_owned().await;
         let (offset, hasher) = self.resume_hash(id, state.take()).await?;
         if let Some(range) = range

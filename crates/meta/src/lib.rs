@@ -6,9 +6,21 @@
 //! (`$N` placeholders, BIGINT/TEXT types) because it runs through sqlx's Any
 //! driver; SQLite is the embedded default.
 
+mod export;
+mod identity;
+mod jobs;
 mod store;
 mod tx;
 
+pub use export::{
+    BlobRow, ExportSource, ImportTarget, ImportTx, LinkRow, ManifestRefRow, ManifestRow,
+    RepositoryRow, SourceCounts, TagOutcome, TagRow,
+};
+pub use identity::{
+    AuditCursor, AuditEntry, AuditFilter, AuditRow, GroupRow, IdentityTx, MemberRef, MemberRow,
+    NewRobot, NewUser, ProjectRow, RobotRow, SigningKeyRow, TokenRow, UserRow,
+};
+pub use jobs::{ClaimedJob, IdleUpload, JobRow, JobStatus, ScheduleRow, ScheduledRun};
 pub use store::{ManifestHead, MetaStore, ReferrerRow, StoredManifest, UploadRow};
 pub use tx::{NewManifest, Tx};
 

@@ -323,6 +323,12 @@ impl MetaStore {
         }
         Ok(out)
     }
+
+    /// The write and read pools, for this crate's other modules (`jobs`),
+    /// which keep their SQL beside their own types.
+    pub(crate) fn pools(&self) -> (&AnyPool, &AnyPool) {
+        (&self.write, &self.read)
+    }
 }
 
 pub(crate) fn parse_digest(s: &str) -> Result<Digest> {

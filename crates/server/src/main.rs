@@ -2,6 +2,7 @@
 //! (listening, TLS, graceful shutdown). Everything else lives in the library
 //! crates; this file only wires them together.
 
+mod migrate;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,10 @@ struct Cli {
 enum Command {
     /// Run the registry server.
     Serve(serve::ServeArgs),
+    /// Move an installation (metadata and blobs) to other backends, e.g. an
+    /// embedded one (SQLite + files) to PostgreSQL + S3. Resumable: rerun it
+    /// after an interruption. The source should be stopped; it is only read.
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,5 +31,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Migrate(args) => runtime.block_on(migrate::run(args)),
     }
 }

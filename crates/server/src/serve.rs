@@ -15,6 +15,9 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// How long in-flight requests may run after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long background jobs may take to stop after the last request
+/// (a job that outlasts its runner's grace is handed back to the cluster).
+const JOBS_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
@@ -61,6 +64,7 @@ impl ServeArgs {
                 .clone()
                 .map(|url| berth_config::RawMetadata { url: Some(url) }),
             storage: None,
+            uploads: None,
         }
     }
 }
@@ -104,7 +108,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 redact_url(&config.metadata_url)
             )
         })?;
-    let registry = Registry::with_options(meta, store, options);
+    let registry = Registry::with_options(meta.clone(), store, options);
+    let stop_jobs = berth_jobs::CancellationToken::new();
+    let jobs = spawn_jobs(&config, meta, &registry, stop_jobs.clone());
     let app = berth_api::router(registry.clone(), Some(metrics));
 
     let listener = std::net::TcpListener::bind(config.listen)
@@ -148,13 +154,39 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .await?;
         }
     }
+    stop_jobs.cancel();
+    if tokio::time::timeout(JOBS_STOP_TIMEOUT, jobs).await.is_err() {
+        tracing::warn!("background jobs did not stop in time");
+    }
     registry.close().await;
     tracing::info!("berth stopped");
     Ok(())
 }
 
+/// Starts this node's job runner: the upload reaper, once per interval in
+/// the whole cluster. It polls at least as often as its shortest period.
+fn spawn_jobs(
+    config: &Config,
+    meta: MetaStore,
+    registry: &Registry,
+    stop: berth_jobs::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let defaults = berth_jobs::RunnerConfig::default();
+    let runner_config = berth_jobs::RunnerConfig {
+        poll_interval: defaults.poll_interval.min(config.uploads.reap_interval),
+        ..defaults
+    };
+    berth_jobs::Runner::new(meta, berth_jobs::node_id(), runner_config)
+        .with_worker(berth_jobs::UploadReaper::new(
+            registry.clone(),
+            config.uploads.ttl,
+            config.uploads.reap_interval,
+        ))
+        .spawn(stop)
+}
+
 /// The blob store the configuration names, and the options that depend on it.
-fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>, Options)> {
+pub(crate) fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>, Options)> {
     Ok(match &config.storage {
         Storage::Fs => {
             let store = FsStore::open(&config.data_dir)
