@@ -106,11 +106,10 @@ impl fmt::Debug for RawMetadata {
 /// `scheme://user:secret@host/...` with the secret replaced.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..])
-        }
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _secret)) => format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..]),
+            None => url.to_string(),
+        },
         _ => url.to_string(),
     }
 }
@@ -644,6 +643,8 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cr3t"));
         assert_eq!(c.metadata_url, "postgres://u:pw@h/db");
         assert_eq!(redact_url(&c.metadata_url), "postgres://u:<redacted>@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://./meta.db"), "sqlite://./meta.db");
 
         let err = load(
             None,
