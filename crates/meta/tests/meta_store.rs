@@ -8,9 +8,10 @@
 //! constructor gives each run a fresh database (on PostgreSQL: `CREATE
 //! DATABASE` per test, and a `C` collation, see `tags_keyset_pagination`).
 
+mod common;
+
 use berth_meta::{MetaStore, NewManifest};
 use berth_oci::{Digest, ManifestRef, RefKind, RepoName, Tag};
-use tempfile::TempDir;
 
 fn repo(s: &str) -> RepoName {
     RepoName::parse(s).unwrap()
@@ -650,16 +651,8 @@ macro_rules! suite {
     };
 }
 
-async fn open_sqlite() -> (TempDir, MetaStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = MetaStore::open_sqlite(&dir.path().join("meta.db"))
-        .await
-        .unwrap();
-    (dir, store)
-}
-
 mod sqlite {
-    use super::open_sqlite;
+    use super::common::open_sqlite;
 
     suite!(open_sqlite:
         repositories_are_created_once,
@@ -697,47 +690,8 @@ mod sqlite {
     }
 }
 
-/// A fresh database on the PostgreSQL server that `BERTH_TEST_POSTGRES_URL`
-/// names (scripts/start-services.sh starts one). Missing is a failure, never
-/// a skip.
-async fn open_postgres() -> (String, MetaStore) {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let url = std::env::var("BERTH_TEST_POSTGRES_URL").expect(
-        "BERTH_TEST_POSTGRES_URL is not set: run scripts/start-services.sh (scripts/test does) \
-         and export the variables it writes to target/test-services.env",
-    );
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&url)
-        .await
-        .expect("connect to PostgreSQL");
-    let name = format!(
-        "berth_meta_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name}"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    // ICU en-US would sort "B" after "a"; the migration must not depend on
-    // the database's locale, so test under one that differs from bytes.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    admin.close().await;
-    let (base, _) = url.rsplit_once('/').expect("URL ends in /database");
-    let store = MetaStore::open(&format!("{base}/{name}")).await.unwrap();
-    (name, store)
-}
-
 mod postgres {
-    use super::open_postgres;
+    use super::common::open_postgres;
 
     suite!(open_postgres:
         repositories_are_created_once,
