@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use common::{Berth, digest_of, require_tool, run, run_status, unique};
+use common::{
+    Berth, digest_of, require_tool, run, run_status, service_env, shared_backends, unique,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, LOCATION};
@@ -42,49 +44,6 @@ const MIB: usize = 1024 * KIB;
 // ---------------------------------------------------------------------------
 // The cluster
 // ---------------------------------------------------------------------------
-
-fn service_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: run scripts/start-services.sh and \
-             `source target/test-services.env` (scripts/test does)"
-        )
-    })
-}
-
-/// A fresh PostgreSQL database and S3 prefix, as the `BERTH_*` variables
-/// every node of one test shares.
-async fn shared_backends() -> Vec<(String, String)> {
-    let admin_url = service_env("BERTH_TEST_POSTGRES_URL");
-    let endpoint = service_env("BERTH_TEST_S3_ENDPOINT");
-    let bucket = service_env("BERTH_TEST_S3_BUCKET");
-    let access_key = service_env("BERTH_TEST_S3_ACCESS_KEY");
-    let secret_key = service_env("BERTH_TEST_S3_SECRET_KEY");
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .expect("connect to PostgreSQL");
-    let db = unique("berth_ha_").replace('-', "_");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    [
-        ("BERTH_METADATA_URL", format!("{base}/{db}")),
-        ("BERTH_STORAGE_BACKEND", "s3".into()),
-        ("BERTH_S3_ENDPOINT", endpoint),
-        ("BERTH_S3_BUCKET", bucket),
-        ("BERTH_S3_ACCESS_KEY_ID", access_key),
-        ("BERTH_S3_SECRET_ACCESS_KEY", secret_key),
-        ("BERTH_S3_ALLOW_HTTP", "true".into()),
-        ("BERTH_S3_PREFIX", unique("ha")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
 
 /// One node: its process and its scratch directory (kept across restarts).
 struct Node {
@@ -744,7 +703,7 @@ impl Drop for LocalImages {
 async fn docker_push_through_node_1_pulls_through_node_2() {
     let docker = require_tool("docker");
     let tar_tool = require_tool("tar");
-    let env = shared_backends().await;
+    let env = shared_backends("ha").await;
     let nodes = tokio::task::block_in_place(|| start_cluster(&env, 3));
     let http = http_client();
     for n in &nodes {
@@ -831,7 +790,7 @@ async fn docker_push_through_node_1_pulls_through_node_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_upload_starts_on_node_1_continues_on_node_2_finishes_on_node_3() {
     let mut rng = StdRng::seed_from_u64(seed());
-    let env = shared_backends().await;
+    let env = shared_backends("ha").await;
     let nodes = tokio::task::block_in_place(|| start_cluster(&env, 3));
     let url = |i: usize| nodes[i].berth.url.clone();
     let http = http_client();
@@ -941,7 +900,7 @@ async fn node_killed_during_pushes_loses_no_acknowledged_push() {
     const PUSHES: usize = 6;
     let started = Instant::now();
     let seed = seed();
-    let env = shared_backends().await;
+    let env = shared_backends("ha").await;
     let mut nodes = tokio::task::block_in_place(|| start_cluster(&env, 3));
     let http = http_client();
     for n in &nodes {
@@ -1062,7 +1021,7 @@ async fn rolling_restart_under_load_fails_no_client_operation() {
     const OPS_BETWEEN: usize = 10;
     let started = Instant::now();
     let seed = seed();
-    let env = shared_backends().await;
+    let env = shared_backends("ha").await;
     let mut nodes = tokio::task::block_in_place(|| start_cluster(&env, 3));
     let http = http_client();
     for n in &nodes {
@@ -1296,7 +1255,7 @@ async fn kubernetes_manifests_parse_and_their_config_starts_berth() {
     std::fs::write(&file, &config).unwrap();
     let secret = work.path().join("s3-secret-access-key");
     std::fs::write(&secret, service_env("BERTH_TEST_S3_SECRET_KEY")).unwrap();
-    let mut env: Vec<(String, String)> = shared_backends()
+    let mut env: Vec<(String, String)> = shared_backends("ha")
         .await
         .into_iter()
         .filter(|(k, _)| k != "BERTH_S3_SECRET_ACCESS_KEY")

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Berth, digest_of, http, unique};
+use common::{Berth, digest_of, http, service_env, unique};
 
 const TTL_SECS: &str = "2";
 const INTERVAL_SECS: &str = "1";
@@ -143,12 +143,6 @@ fn abandoned_upload_is_reaped_and_unknown_afterwards() {
         metrics.contains("berth_job_last_success_timestamp_seconds{kind=\"upload_reaper\"}"),
         "{metrics}"
     );
-}
-
-fn service_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run scripts/start-services.sh and source target/test-services.env (scripts/test does)")
-    })
 }
 
 /// A fresh PostgreSQL database and S3 prefix for one cluster; returns the

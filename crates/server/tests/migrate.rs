@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use berth_oci::Digest;
 use berth_storage::{BlobStore, S3Config, S3Store};
-use common::{Berth, digest_of, unique};
+use common::{Berth, digest_of, service_env, unique};
 use rand::{Rng, RngCore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -27,12 +27,6 @@ const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
      application/vnd.oci.image.index.v1+json, \
      application/vnd.docker.distribution.manifest.v2+json";
 const MIB: usize = 1024 * 1024;
-
-fn service_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run scripts/start-services.sh and source target/test-services.env (scripts/test does)")
-    })
-}
 
 /// A fresh, empty target: a new PostgreSQL database and S3 prefix.
 struct TargetEnv {

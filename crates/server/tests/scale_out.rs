@@ -7,50 +7,12 @@ mod common;
 
 use std::process::Command;
 
-use common::{Berth, digest_of, require_tool, run, unique};
+use common::{Berth, digest_of, require_tool, run, shared_backends, unique};
 use reqwest::StatusCode;
 use serde_json::json;
 
-fn service_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run scripts/start-services.sh and source target/test-services.env (scripts/test does)")
-    })
-}
-
-/// A fresh PostgreSQL database and S3 prefix, as `BERTH_*` variables every
-/// node of one test shares.
-async fn shared_backends(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let admin_url = service_env("BERTH_TEST_POSTGRES_URL");
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .expect("connect to PostgreSQL");
-    let db = unique("berth_scale_").replace('-', "_");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let mut env: Vec<(String, String)> = [
-        ("BERTH_METADATA_URL", format!("{base}/{db}")),
-        ("BERTH_STORAGE_BACKEND", "s3".into()),
-        ("BERTH_S3_ENDPOINT", service_env("BERTH_TEST_S3_ENDPOINT")),
-        ("BERTH_S3_BUCKET", service_env("BERTH_TEST_S3_BUCKET")),
-        (
-            "BERTH_S3_ACCESS_KEY_ID",
-            service_env("BERTH_TEST_S3_ACCESS_KEY"),
-        ),
-        (
-            "BERTH_S3_SECRET_ACCESS_KEY",
-            service_env("BERTH_TEST_S3_SECRET_KEY"),
-        ),
-        ("BERTH_S3_ALLOW_HTTP", "true".into()),
-        ("BERTH_S3_PREFIX", unique("so")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+async fn backends(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = shared_backends("so").await;
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
 }
@@ -80,7 +42,7 @@ async fn push_blob(client: &reqwest::Client, url: &str, repo: &str, data: &[u8])
 
 #[tokio::test]
 async fn two_nodes_share_postgres_and_s3() {
-    let env = shared_backends(&[]).await;
+    let env = backends(&[]).await;
     let (_d1, n1) = node(&env);
     let (_d2, n2) = node(&env);
     let client = reqwest::Client::new();
@@ -192,7 +154,7 @@ async fn two_nodes_share_postgres_and_s3() {
 
 #[tokio::test]
 async fn blob_reads_redirect_to_presigned_urls_when_configured() {
-    let env = shared_backends(&[("BERTH_S3_REDIRECT", "true")]).await;
+    let env = backends(&[("BERTH_S3_REDIRECT", "true")]).await;
     let (_d, n) = node(&env);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -231,7 +193,7 @@ async fn blob_reads_redirect_to_presigned_urls_when_configured() {
 #[tokio::test]
 async fn docker_push_through_one_node_pulls_through_another() {
     let docker = require_tool("docker");
-    let env = shared_backends(&[]).await;
+    let env = backends(&[]).await;
     let (_d1, n1) = node(&env);
     let (_d2, n2) = node(&env);
     let work = tempfile::tempdir().unwrap();

@@ -285,3 +285,59 @@ impl Berth {
         Some(status)
     }
 }
+
+// ---------------------------------------------------------------------------
+// Shared PostgreSQL + S3 backends (scripts/start-services.sh starts them).
+
+/// A `BERTH_TEST_*` variable; missing is a failure with a hint, never a skip.
+pub fn service_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run scripts/start-services.sh and source \
+             target/test-services.env (scripts/test does)"
+        )
+    })
+}
+
+/// Creates a fresh database named after `prefix` on the test PostgreSQL
+/// server and returns its URL.
+pub async fn fresh_postgres_db(prefix: &str) -> String {
+    let admin_url = service_env("BERTH_TEST_POSTGRES_URL");
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    let db = unique(prefix).replace('-', "_");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("URL ends in /database");
+    format!("{base}/{db}")
+}
+
+/// A fresh PostgreSQL database and S3 prefix, as the `BERTH_*` variables
+/// every node of one test shares.
+pub async fn shared_backends(prefix: &str) -> Vec<(String, String)> {
+    let metadata_url = fresh_postgres_db(&format!("berth_{prefix}_")).await;
+    [
+        ("BERTH_METADATA_URL", metadata_url),
+        ("BERTH_STORAGE_BACKEND", "s3".into()),
+        ("BERTH_S3_ENDPOINT", service_env("BERTH_TEST_S3_ENDPOINT")),
+        ("BERTH_S3_BUCKET", service_env("BERTH_TEST_S3_BUCKET")),
+        (
+            "BERTH_S3_ACCESS_KEY_ID",
+            service_env("BERTH_TEST_S3_ACCESS_KEY"),
+        ),
+        (
+            "BERTH_S3_SECRET_ACCESS_KEY",
+            service_env("BERTH_TEST_S3_SECRET_KEY"),
+        ),
+        ("BERTH_S3_ALLOW_HTTP", "true".into()),
+        ("BERTH_S3_PREFIX", unique(prefix)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
