@@ -71,3 +71,10 @@ mkdir -p "$s3/data/$S3_BUCKET"
     echo "BERTH_TEST_S3_SECRET_KEY=$S3_SECRET_KEY"
 } >> "$env_file"
 echo "start-services: S3 (s3s-fs) on 127.0.0.1:$S3_PORT, bucket $S3_BUCKET"
+
+# More services, one script each (sourced: they append to $env_file) ------
+for extra in scripts/services/*.sh; do
+    [ -e "$extra" ] || continue
+    # shellcheck disable=SC1090
+    . "$extra"
+done
