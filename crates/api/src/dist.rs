@@ -2,6 +2,7 @@
 //! parsed into an [`Endpoint`], then dispatched by method to a thin handler
 //! that makes one core call and shapes the response.
 
+mod authz;
 mod blobs;
 mod endpoint;
 mod listing;
@@ -9,12 +10,13 @@ mod manifests;
 mod uploads;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_core::{ByteStream, Registry};
+use berth_core::{ByteStream, Caller, Origin};
 use futures::{StreamExt, TryStreamExt};
 
+use crate::App;
 use crate::error::ApiError;
 pub(crate) use endpoint::Endpoint;
 
@@ -26,18 +28,14 @@ pub(crate) const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 #[derive(Clone, Copy)]
 pub(crate) struct RouteLabel(pub(crate) &'static str);
 
-pub(crate) async fn dispatch(State(registry): State<Registry>, req: Request) -> Response {
+pub(crate) async fn dispatch(State(app): State<App>, req: Request) -> Response {
     let path = req.uri().path();
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest).to_string();
     let (label, mut resp) = match Endpoint::parse(req.method(), &rest) {
         Ok(endpoint) => {
             let label = endpoint.route();
-            let resp = match handle(&registry, endpoint, req).await {
-                Ok(resp) => resp,
-                Err(e) => e.into_response(),
-            };
-            (label, resp)
+            (label, authorized(&app, endpoint, req).await)
         }
         Err(e) => ("unknown", e.into_response()),
     };
@@ -47,11 +45,66 @@ pub(crate) async fn dispatch(State(registry): State<Registry>, req: Request) -> 
     resp
 }
 
+/// The client's address, when the server recorded it.
+pub(crate) fn origin(req: &Request) -> Origin {
+    Origin {
+        addr: req
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip()),
+    }
+}
+
+/// Authenticates and authorizes the request, then handles it; a refusal
+/// carries the challenge that tells the client where to get a token.
+async fn authorized(app: &App, endpoint: Endpoint, req: Request) -> Response {
+    let needs = authz::needs(&endpoint, req.method());
+    let authorization = header_str(req.headers(), header::AUTHORIZATION).map(str::to_string);
+    let origin = origin(&req);
+    let checked = async {
+        let caller = app.access.identify(authorization.as_deref(), origin).await?;
+        if endpoint == Endpoint::Base && matches!(caller, Caller::Anonymous) {
+            return Err(berth_core::Error::Unauthenticated {
+                message: "authentication required".into(),
+                problem: None,
+            });
+        }
+        app.access.authorize(&caller, &needs).await?;
+        Ok(caller)
+    }
+    .await;
+    let caller = match checked {
+        Ok(caller) => caller,
+        Err(e) => {
+            let www = authz::challenge(&e, &app.access, &app.auth, req.headers(), &needs);
+            let mut resp = ApiError::Core(e).into_response();
+            if let Some(v) = www {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            return resp;
+        }
+    };
+    let audit = audit_event(&endpoint, req.method(), &caller);
+    match handle(app, &caller, endpoint, req).await {
+        Ok(resp) => {
+            if let Some(event) = audit
+                && resp.status().is_success()
+            {
+                app.access.auditor().record(event.from_addr(origin.addr));
+            }
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn handle(
-    registry: &Registry,
+    app: &App,
+    caller: &Caller,
     endpoint: Endpoint,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let registry = &app.registry;
     let method = req.method().clone();
     let query = Query::parse(req.uri().query());
     let (parts, body) = req.into_parts();
@@ -84,6 +137,11 @@ async fn handle(
             blobs::delete(registry, &repo, &digest).await
         }
         (Endpoint::UploadStart(repo), Method::POST) => {
+            let query = if authz::mount_source_allowed(&app.access, caller, &query).await {
+                query
+            } else {
+                query.without(&["mount", "from"])
+            };
             uploads::start(registry, &repo, &query, body).await
         }
         (Endpoint::Upload(repo, id), Method::GET) => uploads::status(registry, &repo, &id).await,
@@ -101,6 +159,28 @@ async fn handle(
     }
 }
 
+/// The audit event a successful request records: pushes, pulls (manifest
+/// GETs, what a client does once per image) and deletions.
+fn audit_event(
+    endpoint: &Endpoint,
+    method: &Method,
+    caller: &Caller,
+) -> Option<berth_core::access::AuditEvent> {
+    let (action, repo, what) = match (endpoint, method) {
+        (Endpoint::Manifest(repo, r), &Method::PUT) => ("artifact.push", repo, r.to_string()),
+        (Endpoint::Manifest(repo, r), &Method::GET) => ("artifact.pull", repo, r.to_string()),
+        (Endpoint::Manifest(repo, r), &Method::DELETE) => ("artifact.delete", repo, r.to_string()),
+        (Endpoint::Blob(repo, d), &Method::DELETE) => ("blob.delete", repo, d.to_string()),
+        _ => return None,
+    };
+    let sep = if what.contains(':') { "@" } else { ":" };
+    Some(
+        caller
+            .audit(action, format!("repository/{repo}{sep}{what}"))
+            .project(berth_core::access::project_of(repo)),
+    )
+}
+
 /// Query parameters, decoded. Repeated keys keep the first value.
 pub(crate) struct Query(Vec<(String, String)>);
 
@@ -109,6 +189,16 @@ impl Query {
         Query(
             raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
                 .unwrap_or_default(),
+        )
+    }
+
+    /// The same parameters without `keys`.
+    fn without(self, keys: &[&str]) -> Query {
+        Query(
+            self.0
+                .into_iter()
+                .filter(|(k, _)| !keys.contains(&k.as_str()))
+                .collect(),
         )
     }
 

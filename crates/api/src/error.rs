@@ -100,7 +100,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, extra): (
             StatusCode,
-            ErrorCode,
+            &'static str,
             String,
             Option<(header::HeaderName, String)>,
         ) = match self {
@@ -108,7 +108,17 @@ impl IntoResponse for ApiError {
                 code,
                 status,
                 message,
-            } => (status, code, message, None),
+            } => (status, code.as_str(), message, None),
+            // Management outcomes, which the distribution spec has no code for.
+            ApiError::Core(e @ CoreError::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string(), None)
+            }
+            ApiError::Core(e @ CoreError::Conflict(_)) => {
+                (StatusCode::CONFLICT, "CONFLICT", e.to_string(), None)
+            }
+            ApiError::Core(e @ CoreError::Invalid(_)) => {
+                (StatusCode::BAD_REQUEST, "INVALID", e.to_string(), None)
+            }
             ApiError::Core(e) => {
                 let Some(code) = e.code() else {
                     let mut resp = (
@@ -134,15 +144,18 @@ impl IntoResponse for ApiError {
                     CoreError::RangeNotSatisfiable { size } => {
                         Some((header::CONTENT_RANGE, format!("bytes */{size}")))
                     }
+                    CoreError::TooManyRequests { retry_after_secs } => {
+                        Some((header::RETRY_AFTER, retry_after_secs.to_string()))
+                    }
                     _ => None,
                 };
-                (status, code, e.to_string(), extra)
+                (status, code.as_str(), e.to_string(), extra)
             }
         };
         let mut resp = (
             status,
             [(header::CONTENT_TYPE, "application/json")],
-            body(code.as_str(), &message),
+            body(code, &message),
         )
             .into_response();
         if let Some((name, value)) = extra

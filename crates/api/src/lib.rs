@@ -1,5 +1,5 @@
-//! The HTTP layer: the OCI distribution API under `/v2`, plus `/healthz`,
-//! `/readyz` and `/metrics`.
+//! The HTTP layer: the OCI distribution API under `/v2`, the token
+//! endpoint under `/service`, plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! It only adapts: requests are parsed into typed core calls, and core errors
 //! become the spec's JSON error bodies in one place (`error.rs`). It depends
@@ -8,20 +8,42 @@
 mod dist;
 mod error;
 mod observe;
+mod token;
 
 use axum::Router;
 use axum::routing::{any, get};
-use berth_core::Registry;
+use berth_core::{Access, Registry};
 use metrics_exporter_prometheus::PrometheusHandle;
+
+/// What the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub registry: Registry,
+    pub access: Access,
+    pub auth: AuthConfig,
+}
+
+/// How clients are told to authenticate.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// The token endpoint URL in challenges; derived from the request's
+    /// `Host` (and `X-Forwarded-Proto`) when unset.
+    pub realm: Option<String>,
+    /// Whether this server speaks HTTPS (for the derived realm).
+    pub tls: bool,
+}
 
 /// Builds the application router. `metrics` renders `/metrics`; without it
 /// the endpoint answers 404 (tests that build many routers).
-pub fn router(registry: Registry, metrics: Option<PrometheusHandle>) -> Router {
+pub fn router(app: App, metrics: Option<PrometheusHandle>) -> Router {
+    let registry = app.registry.clone();
     let v2 = Router::new()
         .route("/v2", any(dist::dispatch))
         .route("/v2/", any(dist::dispatch))
         .route("/v2/{*rest}", any(dist::dispatch))
-        .with_state(registry.clone());
+        .route("/service/token", get(token::get).post(token::post))
+        .route("/service/jwks", get(token::jwks))
+        .with_state(app);
     let ops = Router::new()
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(observe::readyz))

@@ -21,13 +21,36 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
-    /// Serve on a non-loopback address even though no authentication exists
-    /// yet: anyone who reaches the port can push, pull and delete.
-    pub allow_unauthenticated_remote: Option<bool>,
     pub tls: Option<RawTls>,
+    pub auth: Option<RawAuth>,
     pub storage: Option<RawStorage>,
     pub metadata: Option<RawMetadata>,
     pub uploads: Option<RawUploads>,
+}
+
+/// Authentication and access.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Token endpoint URL advertised in challenges, e.g.
+    /// `https://registry.example.com/service/token`. Default: derived from
+    /// each request's `Host` (set it behind a load balancer).
+    pub realm: Option<String>,
+    /// The `service` of challenges and tokens (default `berth`).
+    pub service: Option<String>,
+    /// Access token lifetime in seconds (default 300, 30 to 3600).
+    pub token_lifetime_secs: Option<u64>,
+    /// Let system admins create a project by pushing to it (default false).
+    pub auto_create_projects: Option<bool>,
+    /// Append every audit event as a JSON line to this file.
+    pub audit_file: Option<PathBuf>,
+    /// Failed logins per account name before logins are refused for the
+    /// rest of the window (default 10).
+    pub max_failed_logins: Option<u32>,
+    /// Failed logins per source address in the window (default 50).
+    pub max_failed_logins_per_address: Option<u32>,
+    /// The failed-login window in seconds (default 300).
+    pub failed_login_window_secs: Option<u64>,
 }
 
 /// Upload sessions.
@@ -163,22 +186,37 @@ impl RawConfig {
             }),
             (a, b) => b.or(a),
         };
+        let auth = match (self.auth, over.auth) {
+            (Some(a), Some(b)) => Some(RawAuth {
+                realm: b.realm.or(a.realm),
+                service: b.service.or(a.service),
+                token_lifetime_secs: b.token_lifetime_secs.or(a.token_lifetime_secs),
+                auto_create_projects: b.auto_create_projects.or(a.auto_create_projects),
+                audit_file: b.audit_file.or(a.audit_file),
+                max_failed_logins: b.max_failed_logins.or(a.max_failed_logins),
+                max_failed_logins_per_address: b
+                    .max_failed_logins_per_address
+                    .or(a.max_failed_logins_per_address),
+                failed_login_window_secs: b
+                    .failed_login_window_secs
+                    .or(a.failed_login_window_secs),
+            }),
+            (a, b) => b.or(a),
+        };
         RawConfig {
             storage,
             metadata,
             uploads,
+            auth,
             listen: over.listen.or(self.listen),
             data_dir: over.data_dir.or(self.data_dir),
             log_format: over.log_format.or(self.log_format),
-            allow_unauthenticated_remote: over
-                .allow_unauthenticated_remote
-                .or(self.allow_unauthenticated_remote),
             tls,
         }
     }
 
     /// Reads `BERTH_LISTEN`, `BERTH_DATA_DIR`, `BERTH_LOG_FORMAT`,
-    /// `BERTH_ALLOW_UNAUTHENTICATED_REMOTE`, `BERTH_TLS_CERT`, `BERTH_TLS_KEY`,
+    /// `BERTH_AUTH_*` (one per `[auth]` key, upper-cased), `BERTH_TLS_CERT`, `BERTH_TLS_KEY`,
     /// `BERTH_METADATA_URL`, `BERTH_STORAGE_BACKEND`, `BERTH_S3_*` (one per
     /// `[storage]` key, upper-cased), `BERTH_UPLOAD_TTL_SECS` and
     /// `BERTH_UPLOAD_REAP_INTERVAL_SECS` through `var` (the process
@@ -195,7 +233,7 @@ impl RawConfig {
                 }
             })
         };
-        let allow = boolean("BERTH_ALLOW_UNAUTHENTICATED_REMOTE");
+        let auto_create_projects = boolean("BERTH_AUTH_AUTO_CREATE_PROJECTS");
         let path_style = boolean("BERTH_S3_PATH_STYLE");
         let allow_http = boolean("BERTH_S3_ALLOW_HTTP");
         let redirect = boolean("BERTH_S3_REDIRECT");
@@ -220,6 +258,33 @@ impl RawConfig {
             reap_interval_secs: seconds("BERTH_UPLOAD_REAP_INTERVAL_SECS"),
         };
         let uploads = (uploads != RawUploads::default()).then_some(uploads);
+        let mut count = |name: &str| {
+            var(name).and_then(|v| {
+                v.parse()
+                    .map_err(|_| problems.push(format!("{name}: {v:?} is not a number")))
+                    .ok()
+            })
+        };
+        let max_failed_logins = count("BERTH_AUTH_MAX_FAILED_LOGINS");
+        let max_failed_logins_per_address = count("BERTH_AUTH_MAX_FAILED_LOGINS_PER_ADDRESS");
+        let mut seconds = |name: &str| {
+            var(name).and_then(|v| {
+                v.parse()
+                    .map_err(|_| problems.push(format!("{name}: {v:?} is not a number of seconds")))
+                    .ok()
+            })
+        };
+        let auth = RawAuth {
+            realm: var("BERTH_AUTH_REALM"),
+            service: var("BERTH_AUTH_SERVICE"),
+            token_lifetime_secs: seconds("BERTH_AUTH_TOKEN_LIFETIME_SECS"),
+            auto_create_projects,
+            audit_file: var("BERTH_AUTH_AUDIT_FILE").map(PathBuf::from),
+            max_failed_logins,
+            max_failed_logins_per_address,
+            failed_login_window_secs: seconds("BERTH_AUTH_FAILED_LOGIN_WINDOW_SECS"),
+        };
+        let auth = (auth != RawAuth::default()).then_some(auth);
         let storage = RawStorage {
             backend: var("BERTH_STORAGE_BACKEND"),
             endpoint: var("BERTH_S3_ENDPOINT"),
@@ -246,7 +311,7 @@ impl RawConfig {
             listen: var("BERTH_LISTEN"),
             data_dir: var("BERTH_DATA_DIR").map(PathBuf::from),
             log_format: var("BERTH_LOG_FORMAT"),
-            allow_unauthenticated_remote: allow,
+            auth,
             tls,
             storage,
             metadata,
@@ -285,6 +350,63 @@ pub struct Config {
     /// `sqlite://…` or `postgres://…`; may hold a password (see [`redact_url`]).
     pub metadata_url: String,
     pub uploads: Uploads,
+    pub auth: Auth,
+}
+
+/// Authentication and access (see [`RawAuth`] for each field's meaning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub realm: Option<String>,
+    pub service: String,
+    pub token_lifetime: Duration,
+    pub auto_create_projects: bool,
+    pub audit_file: Option<PathBuf>,
+    pub max_failed_logins: u32,
+    pub max_failed_logins_per_address: u32,
+    pub failed_login_window: Duration,
+}
+
+fn validate_auth(raw: Option<RawAuth>, problems: &mut Vec<String>) -> Auth {
+    let raw = raw.unwrap_or_default();
+    if let Some(realm) = &raw.realm
+        && !(realm.starts_with("http://") || realm.starts_with("https://"))
+    {
+        problems.push(format!("auth.realm: {realm:?} is not an http:// or https:// URL"));
+    }
+    let service = raw.service.unwrap_or_else(|| "berth".into());
+    if service.is_empty() || !service.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        problems.push(format!(
+            "auth.service: {service:?} must be non-empty printable ASCII without quotes"
+        ));
+    }
+    let lifetime = raw.token_lifetime_secs.unwrap_or(300);
+    if !(30..=3600).contains(&lifetime) {
+        problems.push(format!(
+            "auth.token_lifetime_secs: {lifetime} is outside 30..=3600 (tokens are short-lived)"
+        ));
+    }
+    let window = raw.failed_login_window_secs.unwrap_or(300);
+    if window == 0 {
+        problems.push("auth.failed_login_window_secs: must be at least 1".into());
+    }
+    let per_account = raw.max_failed_logins.unwrap_or(10);
+    let per_address = raw.max_failed_logins_per_address.unwrap_or(50);
+    if per_account == 0 {
+        problems.push("auth.max_failed_logins: must be at least 1".into());
+    }
+    if per_address == 0 {
+        problems.push("auth.max_failed_logins_per_address: must be at least 1".into());
+    }
+    Auth {
+        realm: raw.realm,
+        service,
+        token_lifetime: Duration::from_secs(lifetime),
+        auto_create_projects: raw.auto_create_projects.unwrap_or(false),
+        audit_file: raw.audit_file,
+        max_failed_logins: per_account,
+        max_failed_logins_per_address: per_address,
+        failed_login_window: Duration::from_secs(window),
+    }
 }
 
 /// When abandoned upload sessions are reaped.
@@ -461,18 +583,9 @@ impl RawConfig {
                 None
             }
         };
-        if let Some(addr) = listen
-            && !addr.ip().is_loopback()
-            && self.allow_unauthenticated_remote != Some(true)
-        {
-            problems.push(format!(
-                "listen: {addr} is not a loopback address and Berth has no authentication yet; \
-                 set allow_unauthenticated_remote = true (or pass --allow-unauthenticated-remote) \
-                 to serve anyone who can reach it"
-            ));
-        }
         let storage = validate_storage(self.storage, &mut problems);
         let uploads = validate_uploads(self.uploads, &mut problems);
+        let auth = validate_auth(self.auth, &mut problems);
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
@@ -498,6 +611,7 @@ impl RawConfig {
                 storage,
                 metadata_url,
                 uploads,
+                auth,
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -585,26 +699,57 @@ mod tests {
     }
 
     #[test]
-    fn remote_listen_needs_explicit_consent() {
-        let raw = RawConfig {
+    fn auth_settings_layer_and_validate() {
+        let c = load(None, env(&[]), RawConfig::default()).unwrap();
+        assert_eq!(c.auth.service, "berth");
+        assert_eq!(c.auth.token_lifetime, Duration::from_secs(300));
+        assert!(!c.auth.auto_create_projects);
+        // Any address may listen: every request is authenticated.
+        let remote = RawConfig {
             listen: Some("0.0.0.0:5000".into()),
             ..RawConfig::default()
         };
-        assert!(
-            raw.clone()
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("allow_unauthenticated_remote")
+        assert!(remote.validate().is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(
+            &file,
+            "[auth]\nservice = \"reg\"\ntoken_lifetime_secs = 600\nauto_create_projects = true\n",
+        )
+        .unwrap();
+        let c = load(
+            Some(&file),
+            env(&[
+                ("BERTH_AUTH_TOKEN_LIFETIME_SECS", "120"),
+                ("BERTH_AUTH_REALM", "https://reg.example/service/token"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth.service, "reg");
+        assert_eq!(c.auth.token_lifetime, Duration::from_secs(120));
+        assert!(c.auth.auto_create_projects);
+        assert_eq!(
+            c.auth.realm.as_deref(),
+            Some("https://reg.example/service/token")
         );
-        let ok = RawConfig {
-            allow_unauthenticated_remote: Some(true),
-            ..raw
-        };
-        assert!(ok.validate().is_ok());
-        assert!(
-            RawConfig::from_env(env(&[("BERTH_ALLOW_UNAUTHENTICATED_REMOTE", "maybe")])).is_err()
-        );
+
+        let err = load(
+            None,
+            env(&[
+                ("BERTH_AUTH_TOKEN_LIFETIME_SECS", "86400"),
+                ("BERTH_AUTH_REALM", "reg.example"),
+                ("BERTH_AUTH_SERVICE", "a\"b"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        for field in ["auth.token_lifetime_secs", "auth.realm", "auth.service"] {
+            assert!(err.contains(field), "{field} in {err}");
+        }
+        assert!(RawConfig::from_env(env(&[("BERTH_AUTH_AUTO_CREATE_PROJECTS", "maybe")])).is_err());
     }
 
     #[test]

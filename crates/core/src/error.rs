@@ -35,6 +35,27 @@ pub enum Error {
     RangeNotSatisfiable { size: u64 },
     #[error("{0}")]
     Unsupported(String),
+    /// No credentials, bad credentials, or a token that does not carry
+    /// what the request needs (answered 401 with a challenge).
+    #[error("{message}")]
+    Unauthenticated {
+        message: String,
+        problem: Option<berth_auth::BearerError>,
+    },
+    /// Authenticated and not allowed (403).
+    #[error("{0}")]
+    Denied(String),
+    #[error("too many failed logins; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    /// A management request names something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A management request conflicts with what exists (a duplicate name).
+    #[error("{0}")]
+    Conflict(String),
+    /// A management request's field is invalid; the message names it.
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Storage(#[from] berth_storage::Error),
     #[error(transparent)]
@@ -60,6 +81,12 @@ impl Error {
             Error::ManifestBlobUnknown { .. } => ErrorCode::ManifestBlobUnknown,
             Error::RangeNotSatisfiable { .. } => ErrorCode::SizeInvalid,
             Error::Unsupported(_) => ErrorCode::Unsupported,
+            Error::Unauthenticated { .. } => ErrorCode::Unauthorized,
+            Error::Denied(_) => ErrorCode::Denied,
+            Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            // Not distribution-spec codes: the HTTP layer names them itself.
+            Error::NotFound(_) => ErrorCode::NameUnknown,
+            Error::Conflict(_) | Error::Invalid(_) => ErrorCode::Unsupported,
             // A client that disconnects mid-body gets this if it still listens.
             Error::Storage(berth_storage::Error::Body(_)) => ErrorCode::BlobUploadInvalid,
             Error::Storage(_) | Error::Meta(_) => return None,

@@ -12,6 +12,7 @@
 //! - a manifest is stored only when everything it references is present;
 //! - each mutation is one metadata transaction.
 
+pub mod access;
 mod blobs;
 mod error;
 mod listing;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use berth_meta::MetaStore;
 use berth_storage::BlobStore;
 
+pub use access::{Access, AccessSettings, Caller, Origin};
 pub use berth_storage::ByteStream;
 pub use blobs::BlobRead;
 pub use error::{Error, Result};

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_config::{Config, LogFormat, RawConfig, RawTls, Storage, redact_url};
-use berth_core::{Options, Registry};
+use berth_core::access::LoginLimits;
+use berth_core::{Access, AccessSettings, Options, Registry};
 use berth_meta::MetaStore;
 use berth_storage::{BlobStore, FsStore, S3Config, S3Store};
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -42,10 +43,6 @@ pub(crate) struct ServeArgs {
     /// Metadata database: sqlite://PATH or postgres://… [default: sqlite://DATA_DIR/meta.db].
     #[arg(long)]
     metadata_url: Option<String>,
-    /// Allow a non-loopback listen address although requests are not
-    /// authenticated yet.
-    #[arg(long)]
-    allow_unauthenticated_remote: bool,
 }
 
 impl ServeArgs {
@@ -54,7 +51,6 @@ impl ServeArgs {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
             log_format: self.log_format.clone(),
-            allow_unauthenticated_remote: self.allow_unauthenticated_remote.then_some(true),
             tls: (self.tls_cert.is_some() || self.tls_key.is_some()).then(|| RawTls {
                 cert: self.tls_cert.clone(),
                 key: self.tls_key.clone(),
@@ -65,6 +61,7 @@ impl ServeArgs {
                 .map(|url| berth_config::RawMetadata { url: Some(url) }),
             storage: None,
             uploads: None,
+            auth: None,
         }
     }
 }
@@ -109,9 +106,20 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
     let registry = Registry::with_options(meta.clone(), store, options);
+    let access = open_access(&config, meta.clone()).await?;
     let stop_jobs = berth_jobs::CancellationToken::new();
     let jobs = spawn_jobs(&config, meta, &registry, stop_jobs.clone());
-    let app = berth_api::router(registry.clone(), Some(metrics));
+    let app = berth_api::router(
+        berth_api::App {
+            registry: registry.clone(),
+            access: access.clone(),
+            auth: berth_api::AuthConfig {
+                realm: config.auth.realm.clone(),
+                tls: config.tls.is_some(),
+            },
+        },
+        Some(metrics),
+    );
 
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
@@ -130,7 +138,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("berth listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
 
-    let service = app.into_make_service();
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match &config.tls {
         Some(tls) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
@@ -158,9 +166,42 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(JOBS_STOP_TIMEOUT, jobs).await.is_err() {
         tracing::warn!("background jobs did not stop in time");
     }
+    access.flush_audit().await;
     registry.close().await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// Opens identity and access, and creates the system admin on first start:
+/// with `BERTH_ADMIN_PASSWORD`, or a generated password printed once.
+async fn open_access(config: &Config, meta: MetaStore) -> anyhow::Result<Access> {
+    let auth = &config.auth;
+    let settings = AccessSettings {
+        service: auth.service.clone(),
+        token_lifetime: auth.token_lifetime,
+        auto_create_projects: auth.auto_create_projects,
+        limits: LoginLimits {
+            per_account: auth.max_failed_logins,
+            per_address: auth.max_failed_logins_per_address,
+            window: auth.failed_login_window,
+        },
+        audit_file: auth.audit_file.clone(),
+        ..AccessSettings::default()
+    };
+    let access = Access::open(meta, settings)
+        .await
+        .context("opening identity and access")?;
+    let password = std::env::var("BERTH_ADMIN_PASSWORD").ok();
+    if let Some(generated) = access
+        .bootstrap_admin(password.as_deref())
+        .await
+        .context("creating the system admin")?
+    {
+        // Printed, never logged: logs are shipped and kept.
+        println!("berth: created system admin \"admin\" with password: {generated}");
+        println!("berth: this password is shown once; change it or keep it safe");
+    }
+    Ok(access)
 }
 
 /// Starts this node's job runner: the upload reaper, once per interval in

@@ -1,0 +1,91 @@
+//! Token signing keys, shared by every node through the `signing_keys`
+//! table: the first node to start creates one; a node that meets a token
+//! signed by a key it has not loaded (another node rotated) reloads.
+
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use berth_auth::{KeySet, SigningKey};
+use berth_meta::MetaStore;
+
+use super::now_millis;
+use crate::{Error, Result};
+
+/// A reload for an unknown `kid` happens at most this often, so forged
+/// tokens with random kids cannot make every request hit the database.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+pub(super) struct Keys {
+    set: RwLock<KeySet>,
+    loaded_at: RwLock<Instant>,
+}
+
+impl Keys {
+    pub(super) async fn load_or_create(meta: &MetaStore) -> Result<Keys> {
+        let set = match load(meta).await? {
+            Some(set) => set,
+            None => {
+                let key = SigningKey::generate().map_err(key_error)?;
+                let mut tx = meta.begin_identity().await?;
+                tx.insert_signing_key(key.kid(), "ES256", key.to_pem(), now_millis())
+                    .await?;
+                tx.commit().await?;
+                // Another node may have inserted one at the same time: the
+                // newest signs, both verify.
+                load(meta)
+                    .await?
+                    .ok_or_else(|| Error::Invalid("signing key vanished after insert".into()))?
+            }
+        };
+        Ok(Keys {
+            set: RwLock::new(set),
+            loaded_at: RwLock::new(Instant::now()),
+        })
+    }
+
+    /// Runs `f` with the loaded key set (the current key signs).
+    pub(super) fn with<R>(&self, f: impl FnOnce(&KeySet) -> R) -> R {
+        f(&self.set.read().expect("key set lock"))
+    }
+
+    pub(super) fn jwks(&self) -> serde_json::Value {
+        self.set.read().expect("key set lock").jwks()
+    }
+
+    /// Reloads from the database when `kid` is unknown here and the last
+    /// reload is old enough. Returns whether the key is known now.
+    pub(super) async fn knows_after_reload(&self, meta: &MetaStore, kid: &str) -> Result<bool> {
+        if self.set.read().expect("key set lock").get(kid).is_some() {
+            return Ok(true);
+        }
+        if self.loaded_at.read().expect("lock").elapsed() < RELOAD_INTERVAL {
+            return Ok(false);
+        }
+        *self.loaded_at.write().expect("lock") = Instant::now();
+        if let Some(set) = load(meta).await? {
+            let known = set.get(kid).is_some();
+            *self.set.write().expect("key set lock") = set;
+            return Ok(known);
+        }
+        Ok(false)
+    }
+}
+
+async fn load(meta: &MetaStore) -> Result<Option<KeySet>> {
+    let rows = meta.signing_keys(now_millis()).await?;
+    let mut current = None;
+    let mut previous = Vec::new();
+    for row in rows {
+        let key = SigningKey::from_pem(&row.private_pem).map_err(key_error)?;
+        if current.is_none() && row.retired_at.is_none() {
+            current = Some(key);
+        } else {
+            previous.push(key);
+        }
+    }
+    Ok(current.map(|c| KeySet::new(c, previous)))
+}
+
+fn key_error(e: berth_auth::KeyError) -> Error {
+    Error::Invalid(format!("token signing key: {e}"))
+}

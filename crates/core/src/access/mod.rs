@@ -1,0 +1,204 @@
+//! Who is calling and what they may do: the use cases behind `docker
+//! login`, the token endpoint and every `/v2` request's authorization.
+//!
+//! The pure rules (password hashing, roles, scopes, JWTs) live in
+//! `berth-auth`; this module looks accounts, projects and memberships up in
+//! the metadata store, applies those rules, and records what happened in
+//! the audit log.
+//!
+//! - [`login`]: credentials → [`Principal`] (local passwords, robot
+//!   secrets, personal access tokens), with a short success cache and the
+//!   failed-login limiter.
+//! - [`check`]: the access a principal or a bearer token has to the scopes
+//!   a request needs, and the tokens the token endpoint issues.
+//! - [`keys`]: signing keys shared by every node through the database.
+//! - [`audit`]: write-behind audit log.
+
+mod audit;
+mod check;
+mod keys;
+mod limiter;
+mod login;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_auth::{PasswordParams, Passwords, TokenConfig};
+use berth_meta::MetaStore;
+
+pub use audit::{AuditEvent, Auditor};
+pub use berth_auth::{
+    BearerError, Credentials, Principal, Scope, ScopeAction, ScopeTarget, TokenResponse,
+    bearer_challenge, parse_authorization, parse_scopes, project_of,
+};
+pub use login::{Login, LoginMethod};
+pub use check::Caller;
+pub use limiter::LoginLimits;
+
+use crate::{Error, Result};
+
+/// Deployment choices for identity and access.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// The `service` of challenges and the `aud` of tokens.
+    pub service: String,
+    /// Access token lifetime.
+    pub token_lifetime: Duration,
+    /// Let system admins push to a project that does not exist yet,
+    /// creating it (private). Off by default: a typo should not make a
+    /// project.
+    pub auto_create_projects: bool,
+    pub limits: LoginLimits,
+    pub password_params: PasswordParams,
+    /// Also write each audit event as one JSON line to this file.
+    pub audit_file: Option<std::path::PathBuf>,
+}
+
+impl Default for AccessSettings {
+    fn default() -> AccessSettings {
+        AccessSettings {
+            service: "berth".into(),
+            token_lifetime: Duration::from_secs(300),
+            auto_create_projects: false,
+            limits: LoginLimits::default(),
+            password_params: PasswordParams::default(),
+            audit_file: None,
+        }
+    }
+}
+
+/// The identity and access façade. Cheap to clone.
+#[derive(Clone)]
+pub struct Access {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    meta: MetaStore,
+    settings: AccessSettings,
+    token: TokenConfig,
+    passwords: Passwords,
+    keys: keys::Keys,
+    logins: login::LoginCache,
+    limiter: limiter::Limiter,
+    audit: Auditor,
+}
+
+/// Where a request came from, for the limiter and the audit log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin {
+    pub addr: Option<IpAddr>,
+}
+
+impl Access {
+    /// Loads (or creates, on first start) the token signing keys and starts
+    /// the audit writer.
+    pub async fn open(meta: MetaStore, settings: AccessSettings) -> Result<Access> {
+        let passwords = Passwords::new(settings.password_params)
+            .map_err(|e| Error::Invalid(format!("password parameters: {e}")))?;
+        let mut token = TokenConfig::new(settings.service.clone(), settings.service.clone());
+        token.lifetime = settings.token_lifetime;
+        let keys = keys::Keys::load_or_create(&meta).await?;
+        let audit = Auditor::start(meta.clone(), settings.audit_file.clone())?;
+        Ok(Access {
+            inner: Arc::new(Inner {
+                limiter: limiter::Limiter::new(settings.limits),
+                meta,
+                settings,
+                token,
+                passwords,
+                keys,
+                logins: login::LoginCache::default(),
+                audit,
+            }),
+        })
+    }
+
+    pub fn service(&self) -> &str {
+        &self.inner.settings.service
+    }
+
+    /// The JWKS document of every key that verifies tokens.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.inner.keys.jwks()
+    }
+
+    pub fn auditor(&self) -> &Auditor {
+        &self.inner.audit
+    }
+
+    /// Writes what the audit writer still holds (at shutdown).
+    pub async fn flush_audit(&self) {
+        self.inner.audit.flush().await;
+    }
+
+    /// Creates the system admin `admin` on first start. Returns the
+    /// password when one was generated (to print once); `None` when the
+    /// account existed or `password` was given.
+    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Option<String>> {
+        let meta = &self.inner.meta;
+        if meta.user_by_name("admin").await?.is_some() {
+            return Ok(None);
+        }
+        let (password, generated) = match password {
+            Some(p) => {
+                berth_auth::check_new_password(p)
+                    .map_err(|e| Error::Invalid(format!("BERTH_ADMIN_PASSWORD: {e}")))?;
+                (p.to_string(), false)
+            }
+            None => {
+                let secret = berth_auth::secret::generate(berth_auth::SecretKind::PersonalAccessToken);
+                // Shorter than a token, still ~190 bits from the CSPRNG.
+                let text = secret.plaintext.expose()[10..42].to_string();
+                (text, true)
+            }
+        };
+        let hash = self.hash_password(&password).await?;
+        let mut tx = meta.begin_identity().await?;
+        let created = tx
+            .insert_user(berth_meta::NewUser {
+                name: "admin",
+                email: None,
+                source: "local",
+                external_id: None,
+                password_hash: Some(&hash),
+                system_admin: true,
+            })
+            .await?;
+        tx.commit().await?;
+        if created.is_none() {
+            // Another node created it first.
+            return Ok(None);
+        }
+        self.inner.audit.record(AuditEvent::system(
+            "user.create",
+            "user/admin",
+            None,
+            "bootstrap system admin",
+        ));
+        Ok(generated.then_some(password))
+    }
+
+    /// argon2id on a blocking thread (it takes tens of milliseconds).
+    pub async fn hash_password(&self, password: &str) -> Result<String> {
+        let passwords = self.inner.passwords.clone();
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || passwords.hash(&password))
+            .await
+            .map_err(|e| Error::Invalid(format!("hashing task: {e}")))?
+            .map_err(|e| Error::Invalid(format!("password: {e}")))
+    }
+
+    pub(crate) fn meta(&self) -> &MetaStore {
+        &self.inner.meta
+    }
+}
+
+pub(crate) fn now_millis() -> i64 {
+    berth_meta::now_millis()
+}
+
+pub(crate) fn now_secs() -> u64 {
+    (now_millis() / 1000) as u64
+}
