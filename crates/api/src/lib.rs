@@ -9,6 +9,7 @@ mod dist;
 mod error;
 mod observe;
 mod token;
+mod v1;
 
 use axum::Router;
 use axum::routing::{any, get};
@@ -43,6 +44,7 @@ pub fn router(app: App, metrics: Option<PrometheusHandle>) -> Router {
         .route("/v2/{*rest}", any(dist::dispatch))
         .route("/service/token", get(token::get).post(token::post))
         .route("/service/jwks", get(token::jwks))
+        .nest("/api/v1", v1::routes())
         .with_state(app);
     let ops = Router::new()
         .route("/healthz", get(observe::healthz))

@@ -19,6 +19,7 @@ mod check;
 mod keys;
 mod limiter;
 mod login;
+pub mod manage;
 
 use std::net::IpAddr;
 use std::sync::Arc;
