@@ -51,6 +51,11 @@ pub struct RawAuth {
     pub max_failed_logins_per_address: Option<u32>,
     /// The failed-login window in seconds (default 300).
     pub failed_login_window_secs: Option<u64>,
+    /// LDAP/AD logins (`[auth.ldap]`, see berth-ldap's `LdapConfig`). The
+    /// search account's password may come from `BERTH_AUTH_LDAP_BIND_PASSWORD`.
+    pub ldap: Option<berth_ldap::LdapConfig>,
+    /// Members of this LDAP group (DN) are system admins.
+    pub ldap_admin_group_dn: Option<String>,
 }
 
 /// Upload sessions.
@@ -197,9 +202,18 @@ impl RawConfig {
                 max_failed_logins_per_address: b
                     .max_failed_logins_per_address
                     .or(a.max_failed_logins_per_address),
-                failed_login_window_secs: b
-                    .failed_login_window_secs
-                    .or(a.failed_login_window_secs),
+                failed_login_window_secs: b.failed_login_window_secs.or(a.failed_login_window_secs),
+                ldap: match (a.ldap, b.ldap) {
+                    (Some(mut l), Some(o)) => {
+                        // The environment only carries the bind password.
+                        if o.bind_password.is_some() {
+                            l.bind_password = o.bind_password;
+                        }
+                        Some(l)
+                    }
+                    (l, o) => l.or(o),
+                },
+                ldap_admin_group_dn: b.ldap_admin_group_dn.or(a.ldap_admin_group_dn),
             }),
             (a, b) => b.or(a),
         };
@@ -283,6 +297,12 @@ impl RawConfig {
             max_failed_logins,
             max_failed_logins_per_address,
             failed_login_window_secs: seconds("BERTH_AUTH_FAILED_LOGIN_WINDOW_SECS"),
+            ldap: var("BERTH_AUTH_LDAP_BIND_PASSWORD").map(|pw| {
+                let mut l = berth_ldap::LdapConfig::new("", "");
+                l.bind_password = Some(pw);
+                l
+            }),
+            ldap_admin_group_dn: var("BERTH_AUTH_LDAP_ADMIN_GROUP_DN"),
         };
         let auth = (auth != RawAuth::default()).then_some(auth);
         let storage = RawStorage {
@@ -364,6 +384,8 @@ pub struct Auth {
     pub max_failed_logins: u32,
     pub max_failed_logins_per_address: u32,
     pub failed_login_window: Duration,
+    pub ldap: Option<berth_ldap::LdapConfig>,
+    pub ldap_admin_group_dn: Option<String>,
 }
 
 fn validate_auth(raw: Option<RawAuth>, problems: &mut Vec<String>) -> Auth {
@@ -371,10 +393,16 @@ fn validate_auth(raw: Option<RawAuth>, problems: &mut Vec<String>) -> Auth {
     if let Some(realm) = &raw.realm
         && !(realm.starts_with("http://") || realm.starts_with("https://"))
     {
-        problems.push(format!("auth.realm: {realm:?} is not an http:// or https:// URL"));
+        problems.push(format!(
+            "auth.realm: {realm:?} is not an http:// or https:// URL"
+        ));
     }
     let service = raw.service.unwrap_or_else(|| "berth".into());
-    if service.is_empty() || !service.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+    if service.is_empty()
+        || !service
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
         problems.push(format!(
             "auth.service: {service:?} must be non-empty printable ASCII without quotes"
         ));
@@ -397,7 +425,22 @@ fn validate_auth(raw: Option<RawAuth>, problems: &mut Vec<String>) -> Auth {
     if per_address == 0 {
         problems.push("auth.max_failed_logins_per_address: must be at least 1".into());
     }
+    if let Some(l) = &raw.ldap {
+        if l.url.is_empty() && l.user_base_dn.is_empty() {
+            problems.push(
+                "auth.ldap: BERTH_AUTH_LDAP_BIND_PASSWORD is set but no [auth.ldap] section is"
+                    .into(),
+            );
+        } else if let Err(e) = l.validate() {
+            problems.push(e);
+        }
+    }
+    if raw.ldap_admin_group_dn.is_some() && raw.ldap.is_none() {
+        problems.push("auth.ldap_admin_group_dn: set, but no [auth.ldap] section is".into());
+    }
     Auth {
+        ldap: raw.ldap,
+        ldap_admin_group_dn: raw.ldap_admin_group_dn,
         realm: raw.realm,
         service,
         token_lifetime: Duration::from_secs(lifetime),

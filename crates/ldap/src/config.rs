@@ -14,7 +14,7 @@ const PREFIX: &str = "auth.ldap";
 /// How to reach the directory and where users and groups are.
 ///
 /// `Debug` is written by hand: it shows `bind_password` as `<redacted>`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapConfig {
     /// `ldap://host[:port]` or `ldaps://host[:port]`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_config::{Config, LogFormat, RawConfig, RawTls, Storage, redact_url};
-use berth_core::access::LoginLimits;
+use berth_core::access::{LdapSettings, LoginLimits};
 use berth_core::{Access, AccessSettings, Options, Registry};
 use berth_meta::MetaStore;
 use berth_storage::{BlobStore, FsStore, S3Config, S3Store};
@@ -186,6 +186,14 @@ async fn open_access(config: &Config, meta: MetaStore) -> anyhow::Result<Access>
             window: auth.failed_login_window,
         },
         audit_file: auth.audit_file.clone(),
+        ldap: match &auth.ldap {
+            Some(ldap) => Some(LdapSettings {
+                directory: berth_ldap::LdapDirectory::new(ldap.clone())
+                    .context("configuring LDAP ([auth.ldap])")?,
+                admin_group_dn: auth.ldap_admin_group_dn.clone(),
+            }),
+            None => None,
+        },
         ..AccessSettings::default()
     };
     let access = Access::open(meta, settings)

@@ -69,7 +69,11 @@ impl Access {
 
     async fn verify_access_token(&self, token: &str) -> Result<Claims> {
         let inner = &self.inner;
-        let verify = || inner.keys.with(|k| k.verify(&inner.token, token, now_secs()));
+        let verify = || {
+            inner
+                .keys
+                .with(|k| k.verify(&inner.token, token, now_secs()))
+        };
         let result = match verify() {
             Err(TokenError::UnknownKey) => {
                 let kid = jsonwebtoken_kid(token);
@@ -162,7 +166,11 @@ impl Access {
 
     /// The access `principal` has to `requested`: never more than asked,
     /// never more than its roles, grants or a public project allow.
-    pub async fn grant(&self, principal: &Principal, requested: &[Scope]) -> Result<Vec<AccessEntry>> {
+    pub async fn grant(
+        &self,
+        principal: &Principal,
+        requested: &[Scope],
+    ) -> Result<Vec<AccessEntry>> {
         let mut accesses: HashMap<String, ProjectAccess> = HashMap::new();
         for name in projects_of(requested) {
             let wants_push = requested.iter().any(|s| {
@@ -247,17 +255,19 @@ impl Access {
         let inner = &self.inner;
         let now = now_secs();
         let subject = principal.subject();
-        let (access, refresh) = inner.keys.with(|keys| {
-            let access = keys.issue(&inner.token, subject, access, now)?;
-            let refresh = match login {
-                Some(l) if offline && l.method != LoginMethod::PersonalToken => {
-                    Some(keys.issue_refresh(&inner.token, subject, now)?)
-                }
-                _ => None,
-            };
-            Ok::<_, TokenError>((access, refresh))
-        })
-        .map_err(|e| Error::Invalid(format!("signing a token: {e}")))?;
+        let (access, refresh) = inner
+            .keys
+            .with(|keys| {
+                let access = keys.issue(&inner.token, subject, access, now)?;
+                let refresh = match login {
+                    Some(l) if offline && l.method != LoginMethod::PersonalToken => {
+                        Some(keys.issue_refresh(&inner.token, subject, now)?)
+                    }
+                    _ => None,
+                };
+                Ok::<_, TokenError>((access, refresh))
+            })
+            .map_err(|e| Error::Invalid(format!("signing a token: {e}")))?;
         Ok(TokenResponse::new(access, refresh))
     }
 
@@ -270,7 +280,11 @@ impl Access {
         origin: Origin,
     ) -> Result<TokenResponse> {
         let inner = &self.inner;
-        let verify = || inner.keys.with(|k| k.verify_refresh(&inner.token, refresh, now_secs()));
+        let verify = || {
+            inner
+                .keys
+                .with(|k| k.verify_refresh(&inner.token, refresh, now_secs()))
+        };
         let claims = match verify() {
             Err(TokenError::UnknownKey)
                 if inner
@@ -290,7 +304,10 @@ impl Access {
                     .from_addr(origin.addr)
                     .details("refresh token of a disabled or deleted account"),
             );
-            return Err(unauthenticated("refresh token rejected: account is disabled", None));
+            return Err(unauthenticated(
+                "refresh token rejected: account is disabled",
+                None,
+            ));
         };
         let login = Login {
             principal,
@@ -306,7 +323,11 @@ fn jsonwebtoken_kid(token: &str) -> String {
     token
         .split('.')
         .next()
-        .and_then(|h| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .and_then(|v| v.get("kid").and_then(|k| k.as_str()).map(str::to_string))
         .unwrap_or_default()

@@ -74,7 +74,11 @@ impl Limiter {
         let mut map = self.failures.lock().expect("limiter lock");
         if map.len() >= MAX_TRACKED {
             let window = self.limits.window;
-            map.retain(|_, times| times.last().is_some_and(|t| now.duration_since(*t) < window));
+            map.retain(|_, times| {
+                times
+                    .last()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
         }
         for (key, _) in self.keys(account, addr) {
             let times = map.entry(key).or_default();
@@ -128,7 +132,10 @@ mod tests {
         l.failed("bob", Some(a));
         // ...until the address's limit (5) is reached.
         assert!(l.blocked("carol", Some(a)).is_some());
-        assert!(l.blocked("carol", Some("10.0.0.2".parse().unwrap())).is_none());
+        assert!(
+            l.blocked("carol", Some("10.0.0.2".parse().unwrap()))
+                .is_none()
+        );
         // Success clears the account, not the address.
         l.succeeded("alice");
         assert!(l.blocked("alice", None).is_none());

@@ -161,16 +161,22 @@ impl Access {
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let passwords = self.inner.passwords.clone();
         let candidate = password.to_string();
-        let matched = tokio::task::spawn_blocking(move || {
-            passwords.verify(&candidate, stored.as_deref())
-        })
-        .await
-        .map_err(|e| Error::Invalid(format!("password check task: {e}")))?;
+        let matched =
+            tokio::task::spawn_blocking(move || passwords.verify(&candidate, stored.as_deref()))
+                .await
+                .map_err(|e| Error::Invalid(format!("password check task: {e}")))?;
         match user {
             Some(u) if matched && !u.disabled => Ok(Some(Login {
                 principal: self.user_principal(&u, None).await?,
                 method: LoginMethod::Password,
             })),
+            // Not a local account (or a directory one): ask the directory.
+            ref u if u.as_ref().is_none_or(|u| u.source == "ldap") => {
+                match &self.inner.settings.ldap {
+                    Some(ldap) => self.login_ldap(ldap, username, password).await,
+                    None => Ok(None),
+                }
+            }
             _ => Ok(None),
         }
     }

@@ -16,6 +16,7 @@
 
 mod audit;
 mod check;
+mod directory;
 mod keys;
 mod limiter;
 mod login;
@@ -33,9 +34,10 @@ pub use berth_auth::{
     BearerError, Credentials, Principal, Scope, ScopeAction, ScopeTarget, TokenResponse,
     bearer_challenge, parse_authorization, parse_scopes, project_of,
 };
-pub use login::{Login, LoginMethod};
 pub use check::Caller;
+pub use directory::LdapSettings;
 pub use limiter::LoginLimits;
+pub use login::{Login, LoginMethod};
 
 use crate::{Error, Result};
 
@@ -54,6 +56,8 @@ pub struct AccessSettings {
     pub password_params: PasswordParams,
     /// Also write each audit event as one JSON line to this file.
     pub audit_file: Option<std::path::PathBuf>,
+    /// Check passwords of non-local users against this directory.
+    pub ldap: Option<LdapSettings>,
 }
 
 impl Default for AccessSettings {
@@ -65,6 +69,7 @@ impl Default for AccessSettings {
             limits: LoginLimits::default(),
             password_params: PasswordParams::default(),
             audit_file: None,
+            ldap: None,
         }
     }
 }
@@ -116,6 +121,28 @@ impl Access {
         })
     }
 
+    /// The login sources in use, for `/api/v1/system/info`.
+    pub fn sources(&self) -> Vec<&'static str> {
+        let mut out = vec!["local"];
+        if self.inner.settings.ldap.is_some() {
+            out.push("ldap");
+        }
+        out
+    }
+
+    /// Checks the LDAP connection and search account (the admin API's
+    /// "test connection"); `None` when no directory is configured.
+    pub async fn test_ldap(&self) -> Result<Option<berth_ldap::ConnectionReport>> {
+        let Some(ldap) = &self.inner.settings.ldap else {
+            return Ok(None);
+        };
+        ldap.directory
+            .test_connection()
+            .await
+            .map(Some)
+            .map_err(|e| Error::Invalid(format!("LDAP: {e}")))
+    }
+
     pub fn service(&self) -> &str {
         &self.inner.settings.service
     }
@@ -149,7 +176,8 @@ impl Access {
                 (p.to_string(), false)
             }
             None => {
-                let secret = berth_auth::secret::generate(berth_auth::SecretKind::PersonalAccessToken);
+                let secret =
+                    berth_auth::secret::generate(berth_auth::SecretKind::PersonalAccessToken);
                 // Shorter than a token, still ~190 bits from the CSPRNG.
                 let text = secret.plaintext.expose()[10..42].to_string();
                 (text, true)
