@@ -62,7 +62,10 @@ async fn authorized(app: &App, endpoint: Endpoint, req: Request) -> Response {
     let authorization = header_str(req.headers(), header::AUTHORIZATION).map(str::to_string);
     let origin = origin(&req);
     let checked = async {
-        let caller = app.access.identify(authorization.as_deref(), origin).await?;
+        let caller = app
+            .access
+            .identify(authorization.as_deref(), origin)
+            .await?;
         if endpoint == Endpoint::Base && matches!(caller, Caller::Anonymous) {
             return Err(berth_core::Error::Unauthenticated {
                 message: "authentication required".into(),

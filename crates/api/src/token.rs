@@ -44,9 +44,19 @@ async fn get_inner(
     pairs: &[(String, String)],
     origin: Origin,
 ) -> Result<Response, ApiError> {
-    let param = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let param = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     check_service(app, param("service"))?;
-    let scopes = scopes(pairs.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.as_str()))?;
+    let scopes = scopes(
+        pairs
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str()),
+    )?;
     let offline = param("offline_token") == Some("true");
     let login = match headers
         .get(header::AUTHORIZATION)
@@ -65,7 +75,10 @@ async fn get_inner(
             .into());
         }
     };
-    let token = app.access.issue_token(login.as_ref(), &scopes, offline).await?;
+    let token = app
+        .access
+        .issue_token(login.as_ref(), &scopes, offline)
+        .await?;
     Ok((StatusCode::OK, Json(token)).into_response())
 }
 
@@ -101,7 +114,12 @@ pub(crate) async fn post(State(app): State<App>, req: Request) -> Response {
 
 async fn post_inner(app: &App, body: &Bytes, origin: Origin) -> Result<Response, CoreError> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
-    let field = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let field = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     if let Some(service) = field("service")
         && service != app.access.service()
     {
@@ -110,15 +128,17 @@ async fn post_inner(app: &App, body: &Bytes, origin: Origin) -> Result<Response,
             app.access.service()
         )));
     }
-    let scopes = parse_scopes(field("scope"))
-        .map_err(|e| CoreError::Invalid(format!("scope: {e}")))?;
+    let scopes =
+        parse_scopes(field("scope")).map_err(|e| CoreError::Invalid(format!("scope: {e}")))?;
     let token = match field("grant_type") {
         Some("password") => {
             let username = field("username").unwrap_or_default();
             let password = field("password").unwrap_or_default();
             let login = app.access.login(username, password, origin).await?;
             let offline = field("access_type") == Some("offline");
-            app.access.issue_token(Some(&login), &scopes, offline).await?
+            app.access
+                .issue_token(Some(&login), &scopes, offline)
+                .await?
         }
         Some("refresh_token") => {
             let refresh = field("refresh_token").unwrap_or_default();

@@ -13,7 +13,8 @@ use crate::AuthConfig;
 /// authenticated caller may use it (that 401 is how clients discover the
 /// token endpoint).
 pub(super) fn needs(endpoint: &Endpoint, method: &Method) -> Vec<Scope> {
-    let repo = |name: &RepoName, action: ScopeAction| vec![Scope::repository(name.clone(), &[action])];
+    let repo =
+        |name: &RepoName, action: ScopeAction| vec![Scope::repository(name.clone(), &[action])];
     match endpoint {
         Endpoint::Base => vec![],
         Endpoint::Catalog => vec![Scope::catalog()],
