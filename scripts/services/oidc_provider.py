@@ -11,6 +11,8 @@ Test-only choices, each deliberate:
 - PKCE is essential and S256 is the only method accepted.
 - A client may set "id_token_lifetime" (seconds, may be negative) so a test
   can obtain an already-expired ID token from the real provider.
+- POST /test/rotate-signing-keys publishes and starts using new signing
+  keys (the old ones stay published), for the JWKS refresh test.
 - Every request runs under one lock: idpyoidc's in-memory session store is
   not meant for concurrent mutation, and the test suite runs in parallel.
 """
@@ -23,6 +25,7 @@ import sys
 import threading
 from urllib.parse import urlparse
 
+from cryptojwt.key_bundle import build_key_bundle
 from flask import Flask, Response, make_response, redirect, request
 from idpyoidc.message.oauth2 import ResponseMessage
 from idpyoidc.message.oidc import AccessTokenRequest, AuthorizationRequest
@@ -35,6 +38,10 @@ from idpyoidc.server.token.id_token import IDToken
 HERE = os.path.dirname(os.path.realpath(__file__))
 CONF_DIR = os.path.join(HERE, "oidc")
 LOCK = threading.Lock()
+SIGNING_KEY_DEFS = [
+    {"type": "RSA", "use": ["sig"]},
+    {"type": "EC", "crv": "P-256", "use": ["sig"]},
+]
 log = logging.getLogger("oidc_provider")
 
 
@@ -65,10 +72,7 @@ def op_config(issuer, state_dir):
         "httpc_params": {"verify": False, "timeout": 4},
         "key_conf": {
             "private_path": os.path.join(state_dir, "jwks.json"),
-            "key_defs": [
-                {"type": "RSA", "use": ["sig"]},
-                {"type": "EC", "crv": "P-256", "use": ["sig"]},
-            ],
+            "key_defs": SIGNING_KEY_DEFS,
             "read_only": False,
             # Published as jwks_uri (discovery) rather than inline.
             "uri_path": "jwks",
@@ -370,6 +374,22 @@ def create_app(issuer, state_dir):
     def userinfo():
         with LOCK:
             return service("userinfo")
+
+    @app.route("/test/rotate-signing-keys", methods=["POST"])
+    def rotate_signing_keys():
+        """Publishes new signing keys and signs with them from now on. The
+        old keys stay published, as in a real rotation, so tokens already
+        issued still verify; relying parties meet an unknown kid."""
+        with LOCK:
+            keyjar = server.context.keyjar
+            bundle = build_key_bundle(SIGNING_KEY_DEFS)
+            for owner in keyjar.owners():
+                keys = keyjar[owner]
+                keys._bundles.insert(0, bundle)  # pack_key signs with the first key
+                keyjar[owner] = keys
+            kids = [key.kid for key in bundle.keys()]
+        log.info("signing keys rotated; new kids %s", kids)
+        return Response(json.dumps({"kids": kids}), mimetype="application/json")
 
     @app.route("/healthz")
     def healthz():

@@ -44,6 +44,8 @@ pub struct RawAuth {
     pub auto_create_projects: Option<bool>,
     /// Append every audit event as a JSON line to this file.
     pub audit_file: Option<PathBuf>,
+    /// Also send every audit event to this syslog socket (e.g. `/dev/log`).
+    pub audit_syslog: Option<PathBuf>,
     /// Failed logins per account name before logins are refused for the
     /// rest of the window (default 10).
     pub max_failed_logins: Option<u32>,
@@ -198,6 +200,7 @@ impl RawConfig {
                 token_lifetime_secs: b.token_lifetime_secs.or(a.token_lifetime_secs),
                 auto_create_projects: b.auto_create_projects.or(a.auto_create_projects),
                 audit_file: b.audit_file.or(a.audit_file),
+                audit_syslog: b.audit_syslog.or(a.audit_syslog),
                 max_failed_logins: b.max_failed_logins.or(a.max_failed_logins),
                 max_failed_logins_per_address: b
                     .max_failed_logins_per_address
@@ -294,6 +297,7 @@ impl RawConfig {
             token_lifetime_secs: seconds("BERTH_AUTH_TOKEN_LIFETIME_SECS"),
             auto_create_projects,
             audit_file: var("BERTH_AUTH_AUDIT_FILE").map(PathBuf::from),
+            audit_syslog: var("BERTH_AUTH_AUDIT_SYSLOG").map(PathBuf::from),
             max_failed_logins,
             max_failed_logins_per_address,
             failed_login_window_secs: seconds("BERTH_AUTH_FAILED_LOGIN_WINDOW_SECS"),
@@ -381,6 +385,7 @@ pub struct Auth {
     pub token_lifetime: Duration,
     pub auto_create_projects: bool,
     pub audit_file: Option<PathBuf>,
+    pub audit_syslog: Option<PathBuf>,
     pub max_failed_logins: u32,
     pub max_failed_logins_per_address: u32,
     pub failed_login_window: Duration,
@@ -446,6 +451,7 @@ fn validate_auth(raw: Option<RawAuth>, problems: &mut Vec<String>) -> Auth {
         token_lifetime: Duration::from_secs(lifetime),
         auto_create_projects: raw.auto_create_projects.unwrap_or(false),
         audit_file: raw.audit_file,
+        audit_syslog: raw.audit_syslog,
         max_failed_logins: per_account,
         max_failed_logins_per_address: per_address,
         failed_login_window: Duration::from_secs(window),

@@ -3,13 +3,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openidconnect::core::{
-    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreJsonWebKeySet, CoreProviderMetadata,
-    CoreTokenResponse,
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreJsonWebKeySet,
+    CoreProviderMetadata, CoreTokenResponse,
 };
 use openidconnect::{
-    AccessToken, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, Scope, StandardErrorResponse, TokenResponse as _, TokenUrl, UserInfoUrl,
+    AccessToken, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EndpointNotSet, EndpointSet, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardErrorResponse,
+    TokenResponse as _, TokenUrl, UserInfoUrl,
 };
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
@@ -23,7 +24,14 @@ use crate::{DEFAULT_LEEWAY_SECS, OidcConfig, OidcError};
 pub const LOGIN_TIMEOUT_SECS: i64 = 600;
 
 /// The openidconnect client with the endpoints Berth uses set.
-type RpClient = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet, EndpointNotSet>;
+type RpClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+    EndpointNotSet,
+>;
 
 /// A relying party for one provider, made by [`OidcClient::discover`].
 /// Cheap to clone; all clones share the provider's keys.
@@ -94,8 +102,20 @@ impl fmt::Debug for OidcIdentity {
             .field("email", &self.email)
             .field("groups", &self.groups)
             .field("is_admin", &self.is_admin)
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for OidcClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcClient")
+            .field("config", &self.inner.config)
+            .field("leeway", &self.leeway)
             .finish()
     }
 }
@@ -107,10 +127,13 @@ impl OidcClient {
         config.validate().map_err(OidcError::Config)?;
         let http = build_client()?;
         let (keys, metadata) = IssuerKeys::discover(&config.issuer_url, &http).await?;
-        let token_url = metadata.token_endpoint().cloned().ok_or_else(|| OidcError::Discovery {
-            issuer: config.issuer_url.clone(),
-            reason: "the provider has no token_endpoint".into(),
-        })?;
+        let token_url = metadata
+            .token_endpoint()
+            .cloned()
+            .ok_or_else(|| OidcError::Discovery {
+                issuer: config.issuer_url.clone(),
+                reason: "the provider has no token_endpoint".into(),
+            })?;
         let redirect_url = RedirectUrl::new(config.redirect_url.clone())
             .map_err(|err| OidcError::Config(format!("auth.oidc.redirect_url: {err}")))?;
         Ok(OidcClient {
@@ -145,7 +168,11 @@ impl OidcClient {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let client = self.rp_client(CoreJsonWebKeySet::new(Vec::new()));
         let mut request = client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
             .set_pkce_challenge(challenge);
         // openidconnect always sends `openid`.
         for scope in config.scopes.iter().filter(|scope| *scope != "openid") {
@@ -179,7 +206,8 @@ impl OidcClient {
         if !(-(self.leeway.as_secs() as i64)..=LOGIN_TIMEOUT_SECS).contains(&age) {
             return Err(OidcError::LoginExpired);
         }
-        if !bool::from(pending.state.as_bytes().ct_eq(state.as_bytes())) || pending.state.is_empty() {
+        if !bool::from(pending.state.as_bytes().ct_eq(state.as_bytes())) || pending.state.is_empty()
+        {
             return Err(OidcError::StateMismatch);
         }
         let client = self.rp_client(CoreJsonWebKeySet::new(Vec::new()));
@@ -196,22 +224,31 @@ impl OidcClient {
     /// Exchanges a refresh token for a fresh identity. The provider's new
     /// refresh token, if it rotated it, is in the result; else the one given.
     /// When the provider answers without an ID token, the identity comes
-    /// from the userinfo endpoint.
+    /// from the userinfo endpoint. Callers should check that `subject` is
+    /// still the session's.
     pub async fn refresh(&self, refresh_token: &str) -> Result<OidcIdentity, OidcError> {
         let client = self.rp_client(CoreJsonWebKeySet::new(Vec::new()));
         let http = http_fn(&self.inner.http);
         let token = RefreshToken::new(refresh_token.to_string());
-        let response = client.exchange_refresh_token(&token).request_async(&http).await.map_err(token_error)?;
+        let response = client
+            .exchange_refresh_token(&token)
+            .request_async(&http)
+            .await
+            .map_err(token_error)?;
         self.identity(&response, None, Some(refresh_token)).await
     }
 
     fn rp_client(&self, jwks: CoreJsonWebKeySet) -> RpClient {
         let inner = &*self.inner;
-        let client = CoreClient::new(ClientId::new(inner.config.client_id.clone()), inner.keys.issuer.clone(), jwks)
-            .set_auth_uri(inner.auth_url.clone())
-            .set_token_uri(inner.token_url.clone())
-            .set_redirect_uri(inner.redirect_url.clone())
-            .set_auth_type(inner.auth_type.clone());
+        let client = CoreClient::new(
+            ClientId::new(inner.config.client_id.clone()),
+            inner.keys.issuer.clone(),
+            jwks,
+        )
+        .set_auth_uri(inner.auth_url.clone())
+        .set_token_uri(inner.token_url.clone())
+        .set_redirect_uri(inner.redirect_url.clone())
+        .set_auth_type(inner.auth_type.clone());
         match &inner.config.client_secret {
             Some(secret) => client.set_client_secret(ClientSecret::new(secret.clone())),
             None => client,
@@ -246,7 +283,10 @@ impl OidcClient {
             // A login must have one; a refresh may go without.
             None if nonce.is_some() => return Err(OidcError::MissingIdToken),
             None => {
-                let claims = self.userinfo(access_token, None).await?.ok_or(OidcError::MissingIdToken)?;
+                let claims = self
+                    .userinfo(access_token, None)
+                    .await?
+                    .ok_or(OidcError::MissingIdToken)?;
                 let subject = match claims.get("sub") {
                     Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
                     _ => return Err(OidcError::UserInfo("no sub".into())),
@@ -254,7 +294,11 @@ impl OidcClient {
                 (subject, claims, None)
             }
         };
-        let wanted = [config.username_claim.as_str(), config.groups_claim.as_str(), "email"];
+        let wanted = [
+            config.username_claim.as_str(),
+            config.groups_claim.as_str(),
+            "email",
+        ];
         if id_expiry.is_some() && wanted.iter().any(|name| claim(&claims, name).is_none()) {
             // Many providers keep groups or email for userinfo only.
             if let Some(extra) = self.userinfo(access_token, Some(&subject)).await? {
@@ -270,12 +314,20 @@ impl OidcClient {
         };
         let email_verified = !matches!(claims.get("email_verified"), Some(Value::Bool(false)));
         let email = match claims.get("email") {
-            Some(Value::String(email)) if email_verified && !email.is_empty() => Some(email.clone()),
+            Some(Value::String(email)) if email_verified && !email.is_empty() => {
+                Some(email.clone())
+            }
             _ => None,
         };
         let groups = claim_strings(&claims, &config.groups_claim);
-        let is_admin = config.admin_group.as_ref().is_some_and(|admin| groups.iter().any(|g| g == admin));
-        let expires_at = response.expires_in().map(|ttl| unix_now() + ttl.as_secs() as i64).or(id_expiry);
+        let is_admin = config
+            .admin_group
+            .as_ref()
+            .is_some_and(|admin| groups.iter().any(|g| g == admin));
+        let expires_at = response
+            .expires_in()
+            .map(|ttl| unix_now() + ttl.as_secs() as i64)
+            .or(id_expiry);
         let refresh_token = response
             .refresh_token()
             .map(|token| token.secret().clone())
@@ -299,7 +351,9 @@ impl OidcClient {
         access_token: &AccessToken,
         subject: Option<&str>,
     ) -> Result<Option<Map<String, Value>>, OidcError> {
-        let Some(url) = &self.inner.userinfo_url else { return Ok(None) };
+        let Some(url) = &self.inner.userinfo_url else {
+            return Ok(None);
+        };
         let response = self
             .inner
             .http
@@ -321,12 +375,16 @@ impl OidcClient {
             // A signed (JWT) userinfo response: not supported; use the ID token alone.
             return Ok(None);
         }
-        let claims: Map<String, Value> =
-            response.json().await.map_err(|_| OidcError::UserInfo("not a JSON object".into()))?;
+        let claims: Map<String, Value> = response
+            .json()
+            .await
+            .map_err(|_| OidcError::UserInfo("not a JSON object".into()))?;
         if let Some(subject) = subject
             && claims.get("sub").and_then(Value::as_str) != Some(subject)
         {
-            return Err(OidcError::UserInfo("the response is about another subject".into()));
+            return Err(OidcError::UserInfo(
+                "the response is about another subject".into(),
+            ));
         }
         Ok(Some(claims))
     }
@@ -334,9 +392,15 @@ impl OidcClient {
 
 /// client_secret_basic unless the provider lists only client_secret_post.
 fn auth_type(metadata: &CoreProviderMetadata) -> AuthType {
-    let Some(methods) = metadata.token_endpoint_auth_methods_supported() else { return AuthType::BasicAuth };
-    let names: Vec<String> = methods.iter().filter_map(|m| serde_json::to_value(m).ok()?.as_str().map(String::from)).collect();
-    if names.iter().any(|name| name == "client_secret_basic") || !names.iter().any(|name| name == "client_secret_post")
+    let Some(methods) = metadata.token_endpoint_auth_methods_supported() else {
+        return AuthType::BasicAuth;
+    };
+    let names: Vec<String> = methods
+        .iter()
+        .filter_map(|m| serde_json::to_value(m).ok()?.as_str().map(String::from))
+        .collect();
+    if names.iter().any(|name| name == "client_secret_basic")
+        || !names.iter().any(|name| name == "client_secret_post")
     {
         AuthType::BasicAuth
     } else {
@@ -366,5 +430,7 @@ fn token_error(err: TokenError) -> OidcError {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
 }

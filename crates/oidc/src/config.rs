@@ -32,7 +32,9 @@ pub struct OidcConfig {
 }
 
 fn default_scopes() -> Vec<String> {
-    ["openid", "profile", "email", "groups"].map(String::from).to_vec()
+    ["openid", "profile", "email", "groups"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_groups_claim() -> String {
@@ -45,7 +47,12 @@ fn default_username_claim() -> String {
 
 impl OidcConfig {
     /// A config with the defaults for everything optional.
-    pub fn new(issuer_url: &str, client_id: &str, client_secret: Option<&str>, redirect_url: &str) -> OidcConfig {
+    pub fn new(
+        issuer_url: &str,
+        client_id: &str,
+        client_secret: Option<&str>,
+        redirect_url: &str,
+    ) -> OidcConfig {
         OidcConfig {
             issuer_url: issuer_url.to_string(),
             client_id: client_id.to_string(),
@@ -71,14 +78,23 @@ impl OidcConfig {
         if let Some(secret) = &self.client_secret
             && secret.is_empty()
         {
-            problems.push("auth.oidc.client_secret: must not be empty (omit it for a public client)".to_string());
+            problems.push(
+                "auth.oidc.client_secret: must not be empty (omit it for a public client)"
+                    .to_string(),
+            );
         }
         if let Err(why) = check_redirect_url(&self.redirect_url) {
             problems.push(format!("auth.oidc.redirect_url: {why}"));
         }
         for scope in &self.scopes {
-            if scope.is_empty() || scope.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
-                problems.push(format!("auth.oidc.scopes: {scope:?} is not a valid scope token"));
+            if scope.is_empty()
+                || scope
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+            {
+                problems.push(format!(
+                    "auth.oidc.scopes: {scope:?} is not a valid scope token"
+                ));
             }
         }
         if self.groups_claim.trim().is_empty() {
@@ -90,9 +106,15 @@ impl OidcConfig {
         if let Some(group) = &self.admin_group
             && group.trim().is_empty()
         {
-            problems.push("auth.oidc.admin_group: must not be empty (omit it for no admin group)".to_string());
+            problems.push(
+                "auth.oidc.admin_group: must not be empty (omit it for no admin group)".to_string(),
+            );
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
     }
 }
 
@@ -101,7 +123,10 @@ impl fmt::Debug for OidcConfig {
         f.debug_struct("OidcConfig")
             .field("issuer_url", &self.issuer_url)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("redirect_url", &self.redirect_url)
             .field("scopes", &self.scopes)
             .field("groups_claim", &self.groups_claim)
@@ -133,7 +158,11 @@ fn check_web_url(value: &str) -> Result<Url, String> {
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
-        "http" => return Err(format!("{value:?} must use https (http only on a loopback address)")),
+        "http" => {
+            return Err(format!(
+                "{value:?} must use https (http only on a loopback address)"
+            ));
+        }
         other => return Err(format!("{value:?} has scheme {other:?}; must be https")),
     }
     if url.host().is_none() {
@@ -207,26 +236,66 @@ mod tests {
 
     #[test]
     fn each_problem_names_its_field() {
-        let cases: Vec<(fn(&mut OidcConfig), &str)> = vec![
-            (|c| c.issuer_url = "http://login.example.com".into(), "auth.oidc.issuer_url: "),
-            (|c| c.issuer_url = "not a url".into(), "auth.oidc.issuer_url: "),
-            (|c| c.issuer_url = "https://login.example.com/?x=1".into(), "auth.oidc.issuer_url: "),
-            (|c| c.issuer_url = "ftp://login.example.com".into(), "auth.oidc.issuer_url: "),
-            (|c| c.issuer_url = "https://user:pw@login.example.com".into(), "auth.oidc.issuer_url: "),
+        type Breaker = fn(&mut OidcConfig);
+        let cases: Vec<(Breaker, &str)> = vec![
+            (
+                |c| c.issuer_url = "http://login.example.com".into(),
+                "auth.oidc.issuer_url: ",
+            ),
+            (
+                |c| c.issuer_url = "not a url".into(),
+                "auth.oidc.issuer_url: ",
+            ),
+            (
+                |c| c.issuer_url = "https://login.example.com/?x=1".into(),
+                "auth.oidc.issuer_url: ",
+            ),
+            (
+                |c| c.issuer_url = "ftp://login.example.com".into(),
+                "auth.oidc.issuer_url: ",
+            ),
+            (
+                |c| c.issuer_url = "https://user:pw@login.example.com".into(),
+                "auth.oidc.issuer_url: ",
+            ),
             (|c| c.client_id = " ".into(), "auth.oidc.client_id: "),
-            (|c| c.client_secret = Some(String::new()), "auth.oidc.client_secret: "),
-            (|c| c.redirect_url = "http://registry.example.com/cb".into(), "auth.oidc.redirect_url: "),
-            (|c| c.redirect_url = "https://registry.example.com/cb#x".into(), "auth.oidc.redirect_url: "),
-            (|c| c.scopes = vec!["openid".into(), "a b".into()], "auth.oidc.scopes: "),
-            (|c| c.groups_claim = String::new(), "auth.oidc.groups_claim: "),
-            (|c| c.username_claim = String::new(), "auth.oidc.username_claim: "),
-            (|c| c.admin_group = Some(String::new()), "auth.oidc.admin_group: "),
+            (
+                |c| c.client_secret = Some(String::new()),
+                "auth.oidc.client_secret: ",
+            ),
+            (
+                |c| c.redirect_url = "http://registry.example.com/cb".into(),
+                "auth.oidc.redirect_url: ",
+            ),
+            (
+                |c| c.redirect_url = "https://registry.example.com/cb#x".into(),
+                "auth.oidc.redirect_url: ",
+            ),
+            (
+                |c| c.scopes = vec!["openid".into(), "a b".into()],
+                "auth.oidc.scopes: ",
+            ),
+            (
+                |c| c.groups_claim = String::new(),
+                "auth.oidc.groups_claim: ",
+            ),
+            (
+                |c| c.username_claim = String::new(),
+                "auth.oidc.username_claim: ",
+            ),
+            (
+                |c| c.admin_group = Some(String::new()),
+                "auth.oidc.admin_group: ",
+            ),
         ];
         for (break_it, field) in cases {
             let mut config = good();
             break_it(&mut config);
             let err = config.validate().unwrap_err();
-            assert!(err.starts_with(field), "{err:?} should start with {field:?}");
+            assert!(
+                err.starts_with(field),
+                "{err:?} should start with {field:?}"
+            );
         }
     }
 
@@ -236,7 +305,10 @@ mod tests {
         config.client_id = String::new();
         config.redirect_url = String::new();
         let err = config.validate().unwrap_err();
-        assert!(err.contains("auth.oidc.client_id") && err.contains("auth.oidc.redirect_url"), "{err}");
+        assert!(
+            err.contains("auth.oidc.client_id") && err.contains("auth.oidc.redirect_url"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ const MAX_BODY: usize = 1 << 20;
 #[error("{0}")]
 pub(crate) struct TransportError(String);
 
-pub(crate) type HttpFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, TransportError>> + Send>>;
+pub(crate) type HttpFuture =
+    Pin<Box<dyn Future<Output = Result<HttpResponse, TransportError>> + Send>>;
 
 /// The reqwest client for provider calls. Redirects are off: openidconnect
 /// requires it (a redirect on the token endpoint could leak the code to
@@ -39,7 +40,10 @@ pub(crate) fn http_fn(client: &reqwest::Client) -> impl Fn(HttpRequest) -> HttpF
     move |request| Box::pin(send(client.clone(), request))
 }
 
-async fn send(client: reqwest::Client, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+async fn send(
+    client: reqwest::Client,
+    request: HttpRequest,
+) -> Result<HttpResponse, TransportError> {
     let host = request.uri().host().unwrap_or("?").to_string();
     let request = reqwest::Request::try_from(request)
         .map_err(|err| TransportError(format!("bad request to {host}: {}", err.without_url())))?;
@@ -50,13 +54,13 @@ async fn send(client: reqwest::Client, request: HttpRequest) -> Result<HttpRespo
     let status = response.status();
     let headers = response.headers().clone();
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|err| TransportError(format!("{host}: reading the response: {}", describe(&err))))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|err| {
+        TransportError(format!("{host}: reading the response: {}", describe(&err)))
+    })? {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(TransportError(format!("{host}: response larger than {MAX_BODY} bytes")));
+            return Err(TransportError(format!(
+                "{host}: response larger than {MAX_BODY} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }

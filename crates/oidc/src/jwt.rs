@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{
-    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
 };
 use openidconnect::{
-    AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, DiscoveryError, IssuerUrl, JsonWebKey as _,
-    JsonWebKeySet, JsonWebKeySetUrl, Nonce, SignatureVerificationError,
+    AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, DiscoveryError, IssuerUrl,
+    JsonWebKey as _, JsonWebKeySet, JsonWebKeySetUrl, Nonce, SignatureVerificationError,
 };
 use serde_json::{Map, Value};
 
@@ -35,8 +36,9 @@ pub(crate) const ACCEPTED_ALGS: [CoreJwsSigningAlgorithm; 10] = [
     CoreJwsSigningAlgorithm::EcdsaP521Sha512,
     CoreJwsSigningAlgorithm::EdDsa,
 ];
-const ACCEPTED_ALG_NAMES: [&str; 10] =
-    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
+const ACCEPTED_ALG_NAMES: [&str; 10] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+];
 
 /// A JWKS is fetched again for an unknown `kid` at most this often.
 const MIN_JWKS_REFRESH: Duration = Duration::from_secs(10);
@@ -52,9 +54,12 @@ pub(crate) struct Unverified {
 /// [`ACCEPTED_ALG_NAMES`].
 pub(crate) fn decode_unverified(token: &str) -> Result<Unverified, OidcError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(OidcError::MalformedToken("not a compact JWS (three dot-separated parts)".into()));
+        return Err(OidcError::MalformedToken(
+            "not a compact JWS (three dot-separated parts)".into(),
+        ));
     };
     let header = decode_object(header, "header")?;
     let payload = decode_object(payload, "payload")?;
@@ -69,7 +74,9 @@ pub(crate) fn decode_unverified(token: &str) -> Result<Unverified, OidcError> {
         return Err(OidcError::DisallowedAlgorithm(alg));
     }
     if header.contains_key("crit") {
-        return Err(OidcError::MalformedToken("critical header extensions are not supported".into()));
+        return Err(OidcError::MalformedToken(
+            "critical header extensions are not supported".into(),
+        ));
     }
     let kid = match header.get("kid") {
         None | Some(Value::Null) => None,
@@ -85,7 +92,9 @@ fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, OidcError
         .map_err(|_| OidcError::MalformedToken(format!("the {what} is not base64url")))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(OidcError::MalformedToken(format!("the {what} is not a JSON object"))),
+        _ => Err(OidcError::MalformedToken(format!(
+            "the {what} is not a JSON object"
+        ))),
     }
 }
 
@@ -110,7 +119,10 @@ pub(crate) fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'
 pub(crate) fn claim_strings(claims: &Map<String, Value>, name: &str) -> Vec<String> {
     match claim(claims, name) {
         Some(Value::String(one)) => vec![one.clone()],
-        Some(Value::Array(many)) => many.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(Value::Array(many)) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -128,7 +140,9 @@ pub(crate) fn value_matches(value: &Value, pattern: &str) -> bool {
         Value::String(text) => text_matches(text),
         Value::Number(number) => text_matches(&number.to_string()),
         Value::Bool(flag) => text_matches(if *flag { "true" } else { "false" }),
-        Value::Array(items) => items.iter().any(|item| !item.is_array() && value_matches(item, pattern)),
+        Value::Array(items) => items
+            .iter()
+            .any(|item| !item.is_array() && value_matches(item, pattern)),
         Value::Object(_) | Value::Null => false,
     }
 }
@@ -143,7 +157,15 @@ pub(crate) struct IssuerKeys {
 
 struct FetchedKeys {
     set: Arc<CoreJsonWebKeySet>,
-    at: Instant,
+    /// When the set was last fetched for an unknown key id.
+    forced_at: Option<Instant>,
+}
+
+impl FetchedKeys {
+    fn forced_recently(&self) -> bool {
+        self.forced_at
+            .is_some_and(|at| at.elapsed() < MIN_JWKS_REFRESH)
+    }
 }
 
 impl IssuerKeys {
@@ -153,52 +175,86 @@ impl IssuerKeys {
         issuer: &str,
         http: &reqwest::Client,
     ) -> Result<(IssuerKeys, CoreProviderMetadata), OidcError> {
-        let fail = |reason: String| OidcError::Discovery { issuer: issuer.to_string(), reason };
+        let fail = |reason: String| OidcError::Discovery {
+            issuer: issuer.to_string(),
+            reason,
+        };
         let issuer_url = IssuerUrl::new(issuer.to_string()).map_err(|err| fail(err.to_string()))?;
         let client = http_fn(http);
-        let metadata =
-            CoreProviderMetadata::discover_async(issuer_url.clone(), &client).await.map_err(|err| fail(describe(err)))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer_url.clone(), &client)
+            .await
+            .map_err(|err| fail(describe(err)))?;
         let keys = IssuerKeys {
             issuer: issuer_url,
             jwks_uri: metadata.jwks_uri().clone(),
-            current: RwLock::new(Arc::new(FetchedKeys { set: Arc::new(metadata.jwks().clone()), at: Instant::now() })),
+            current: RwLock::new(Arc::new(FetchedKeys {
+                set: Arc::new(metadata.jwks().clone()),
+                forced_at: None,
+            })),
             refreshing: tokio::sync::Mutex::new(()),
         };
         Ok((keys, metadata))
     }
 
     /// The key set, fetched again first when it has no key with `kid` (or
-    /// no key at all) and the last fetch is older than [`MIN_JWKS_REFRESH`]:
-    /// the provider rotated its keys.
-    async fn keys_for(&self, kid: Option<&str>, http: &reqwest::Client) -> Result<Arc<CoreJsonWebKeySet>, OidcError> {
+    /// no key at all): the provider rotated its keys. Such a forced fetch
+    /// happens at most once per [`MIN_JWKS_REFRESH`], so a flood of tokens
+    /// with made-up key ids cannot turn into a flood of JWKS requests.
+    async fn keys_for(
+        &self,
+        kid: Option<&str>,
+        http: &reqwest::Client,
+    ) -> Result<Arc<CoreJsonWebKeySet>, OidcError> {
         let current = self.snapshot();
-        if knows(&current.set, kid) || current.at.elapsed() < MIN_JWKS_REFRESH {
+        if knows(&current.set, kid) || current.forced_recently() {
             return Ok(current.set.clone());
         }
         let _one_at_a_time = self.refreshing.lock().await;
         let current = self.snapshot();
-        if knows(&current.set, kid) || current.at.elapsed() < MIN_JWKS_REFRESH {
+        if knows(&current.set, kid) || current.forced_recently() {
             return Ok(current.set.clone());
         }
         tracing::info!(issuer = %self.issuer.as_str(), "unknown signing key id; fetching the JWKS again");
         let client = http_fn(http);
-        let set = JsonWebKeySet::fetch_async(&self.jwks_uri, &client).await.map_err(|err| OidcError::Discovery {
-            issuer: self.issuer.to_string(),
-            reason: format!("JWKS: {}", describe(err)),
-        })?;
-        let fresh = Arc::new(FetchedKeys { set: Arc::new(set), at: Instant::now() });
-        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh.clone();
-        Ok(fresh.set.clone())
+        let fetched = JsonWebKeySet::fetch_async(&self.jwks_uri, &client).await;
+        // A failed fetch counts too: a provider that is down is not asked again at once.
+        let (set, result) = match fetched {
+            Ok(set) => {
+                let set = Arc::new(set);
+                (set.clone(), Ok(set))
+            }
+            Err(err) => (
+                current.set.clone(),
+                Err(OidcError::Discovery {
+                    issuer: self.issuer.to_string(),
+                    reason: format!("JWKS: {}", describe(err)),
+                }),
+            ),
+        };
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(FetchedKeys {
+            set,
+            forced_at: Some(Instant::now()),
+        });
+        result
     }
 
     fn snapshot(&self) -> Arc<FetchedKeys> {
-        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
 fn knows(set: &CoreJsonWebKeySet, kid: Option<&str>) -> bool {
     match kid {
-        Some(kid) => set.keys().iter().any(|key| key.key_id().is_some_and(|id| id.as_str() == kid)),
+        Some(kid) => set
+            .keys()
+            .iter()
+            .any(|key| key.key_id().is_some_and(|id| id.as_str() == kid)),
         None => !set.keys().is_empty(),
     }
 }
@@ -242,8 +298,9 @@ pub(crate) async fn verify(
 ) -> Result<Verified, OidcError> {
     let unverified = decode_unverified(token)?;
     let jwks = keys.keys_for(unverified.kid.as_deref(), http).await?;
-    let id_token = CoreIdToken::from_str(token)
-        .map_err(|_| OidcError::MalformedToken("not an OpenID Connect ID token (iss, sub, aud, exp, iat)".into()))?;
+    let id_token = CoreIdToken::from_str(token).map_err(|_| {
+        OidcError::MalformedToken("not an OpenID Connect ID token (iss, sub, aud, exp, iat)".into())
+    })?;
 
     let leeway = chrono::TimeDelta::from_std(expect.leeway).unwrap_or(chrono::TimeDelta::MAX);
     let audience = expect.audience.unwrap_or_default();
@@ -257,7 +314,11 @@ pub(crate) async fn verify(
     // exp is checked against "now - leeway", iat must not be beyond "now + leeway".
     .set_time_fn(move || chrono::Utc::now() - leeway)
     .set_issue_time_verifier_fn(move |iat| {
-        if iat > chrono::Utc::now() + leeway { Err(format!("issued in the future ({iat})")) } else { Ok(()) }
+        if iat > chrono::Utc::now() + leeway {
+            Err(format!("issued in the future ({iat})"))
+        } else {
+            Ok(())
+        }
     });
     let claims = match expect.nonce {
         Some(nonce) => id_token.claims(&verifier, &Nonce::new(nonce.to_string())),
@@ -265,13 +326,20 @@ pub(crate) async fn verify(
     }
     .map_err(map_claims_error)?;
 
-    if let (Some(expected), Some(access_token)) = (claims.access_token_hash(), expect.access_token) {
-        let alg = id_token.signing_alg().map_err(|err| OidcError::InvalidSignature(err.to_string()))?;
-        let key = id_token.signing_key(&verifier).map_err(|err| OidcError::InvalidSignature(err.to_string()))?;
+    if let (Some(expected), Some(access_token)) = (claims.access_token_hash(), expect.access_token)
+    {
+        let alg = id_token
+            .signing_alg()
+            .map_err(|err| OidcError::InvalidSignature(err.to_string()))?;
+        let key = id_token
+            .signing_key(&verifier)
+            .map_err(|err| OidcError::InvalidSignature(err.to_string()))?;
         let actual = AccessTokenHash::from_token(access_token, alg, key)
             .map_err(|err| OidcError::InvalidClaims(format!("at_hash: {err}")))?;
         if actual != *expected {
-            return Err(OidcError::InvalidClaims("at_hash does not match the access token".into()));
+            return Err(OidcError::InvalidClaims(
+                "at_hash does not match the access token".into(),
+            ));
         }
     }
 
@@ -279,7 +347,9 @@ pub(crate) async fn verify(
     // trusted, including the non-standard ones openidconnect does not model.
     let payload = unverified.payload;
     if let Some(nbf) = payload.get("nbf") {
-        let nbf = nbf.as_f64().ok_or_else(|| OidcError::MalformedToken("nbf is not a number".into()))?;
+        let nbf = nbf
+            .as_f64()
+            .ok_or_else(|| OidcError::MalformedToken("nbf is not a number".into()))?;
         let now = chrono::Utc::now().timestamp() as f64;
         if nbf > now + expect.leeway.as_secs_f64() {
             return Err(OidcError::NotYetValid);
@@ -298,10 +368,12 @@ fn map_claims_error(err: ClaimsVerificationError) -> OidcError {
         ClaimsVerificationError::InvalidAudience(why) => OidcError::InvalidAudience(why),
         ClaimsVerificationError::InvalidIssuer(why) => OidcError::InvalidIssuer(why),
         ClaimsVerificationError::InvalidNonce(_) => OidcError::InvalidNonce,
-        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::DisallowedAlg(why)) => {
-            OidcError::DisallowedAlgorithm(why)
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::DisallowedAlg(why),
+        ) => OidcError::DisallowedAlgorithm(why),
+        ClaimsVerificationError::SignatureVerification(err) => {
+            OidcError::InvalidSignature(err.to_string())
         }
-        ClaimsVerificationError::SignatureVerification(err) => OidcError::InvalidSignature(err.to_string()),
         other => OidcError::InvalidClaims(other.to_string()),
     }
 }
@@ -321,15 +393,28 @@ mod tests {
 
     #[test]
     fn alg_none_and_hmac_are_refused_before_anything_else() {
-        let payload = json!({"iss": "https://a.example", "sub": "x", "aud": "c", "exp": 1, "iat": 1});
+        let payload =
+            json!({"iss": "https://a.example", "sub": "x", "aud": "c", "exp": 1, "iat": 1});
         for alg in ["none", "None", "HS256", "HS384", "HS512", "RS1", ""] {
-            let err = decode_unverified(&token(json!({"alg": alg}), payload.clone(), "c2ln")).err().unwrap();
-            assert!(matches!(err, OidcError::DisallowedAlgorithm(ref got) if got == alg), "{alg}: {err}");
+            let err = decode_unverified(&token(json!({"alg": alg}), payload.clone(), "c2ln"))
+                .err()
+                .unwrap();
+            assert!(
+                matches!(err, OidcError::DisallowedAlgorithm(ref got) if got == alg),
+                "{alg}: {err}"
+            );
         }
         // An empty signature is an unsigned token whatever the header says.
-        let err = decode_unverified(&token(json!({"alg": "RS256"}), payload.clone(), "")).err().unwrap();
+        let err = decode_unverified(&token(json!({"alg": "RS256"}), payload.clone(), ""))
+            .err()
+            .unwrap();
         assert!(matches!(err, OidcError::DisallowedAlgorithm(_)), "{err}");
-        let ok = decode_unverified(&token(json!({"alg": "ES256", "kid": "k1"}), payload, "c2ln")).unwrap();
+        let ok = decode_unverified(&token(
+            json!({"alg": "ES256", "kid": "k1"}),
+            payload,
+            "c2ln",
+        ))
+        .unwrap();
         assert_eq!(ok.kid.as_deref(), Some("k1"));
     }
 

@@ -35,11 +35,15 @@ impl WorkloadRule {
         }
         let audience_ok = match claims.get("aud") {
             Some(Value::String(aud)) => *aud == self.audience,
-            Some(Value::Array(auds)) => auds.iter().any(|aud| aud.as_str() == Some(self.audience.as_str())),
+            Some(Value::Array(auds)) => auds
+                .iter()
+                .any(|aud| aud.as_str() == Some(self.audience.as_str())),
             _ => false,
         };
         audience_ok
-            && self.claims.iter().all(|(name, pattern)| claim(claims, name).is_some_and(|v| value_matches(v, pattern)))
+            && self.claims.iter().all(|(name, pattern)| {
+                claim(claims, name).is_some_and(|v| value_matches(v, pattern))
+            })
     }
 }
 
@@ -57,6 +61,15 @@ struct VerifierInner {
     rules: Vec<WorkloadRule>,
     issuers: HashMap<String, tokio::sync::OnceCell<IssuerKeys>>,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for WorkloadVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadVerifier")
+            .field("rules", &self.inner.rules)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
 }
 
 impl WorkloadVerifier {
@@ -85,9 +98,16 @@ impl WorkloadVerifier {
         if !problems.is_empty() {
             return Err(OidcError::Config(problems.join("; ")));
         }
-        let issuers = rules.iter().map(|rule| (rule.issuer.clone(), tokio::sync::OnceCell::new())).collect();
+        let issuers = rules
+            .iter()
+            .map(|rule| (rule.issuer.clone(), tokio::sync::OnceCell::new()))
+            .collect();
         Ok(WorkloadVerifier {
-            inner: Arc::new(VerifierInner { rules, issuers, http: build_client()? }),
+            inner: Arc::new(VerifierInner {
+                rules,
+                issuers,
+                http: build_client()?,
+            }),
             leeway: Duration::from_secs(DEFAULT_LEEWAY_SECS),
         })
     }
@@ -123,13 +143,27 @@ impl WorkloadVerifier {
             &self.inner.http,
             id_token,
             // The audience is each rule's business; there is no nonce.
-            Expect { audience: None, nonce: None, access_token: None, leeway: self.leeway },
+            Expect {
+                audience: None,
+                nonce: None,
+                access_token: None,
+                leeway: self.leeway,
+            },
         )
         .await?;
-        let robot = self.inner.rules.iter().find(|rule| rule.accepts(&verified.claims)).map(|rule| rule.robot.clone());
+        let robot = self
+            .inner
+            .rules
+            .iter()
+            .find(|rule| rule.accepts(&verified.claims))
+            .map(|rule| rule.robot.clone());
         match &robot {
-            Some(robot) => tracing::debug!(%issuer, subject = %verified.subject, %robot, "workload token accepted"),
-            None => tracing::debug!(%issuer, subject = %verified.subject, "workload token matches no rule"),
+            Some(robot) => {
+                tracing::debug!(%issuer, subject = %verified.subject, %robot, "workload token accepted")
+            }
+            None => {
+                tracing::debug!(%issuer, subject = %verified.subject, "workload token matches no rule")
+            }
         }
         Ok(robot)
     }
@@ -144,7 +178,10 @@ mod tests {
         WorkloadRule {
             issuer: "https://token.actions.example".into(),
             audience: "berth".into(),
-            claims: claims.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            claims: claims
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             robot: robot.into(),
         }
     }
@@ -165,13 +202,18 @@ mod tests {
 
     #[test]
     fn a_rule_needs_issuer_audience_and_every_claim() {
-        let r = rule(&[("repository", "team-a/app"), ("ref", "refs/heads/*")], "ci");
+        let r = rule(
+            &[("repository", "team-a/app"), ("ref", "refs/heads/*")],
+            "ci",
+        );
         assert!(r.accepts(&token_claims(json!({}))));
         assert!(r.accepts(&token_claims(json!({"aud": ["other", "berth"]}))));
         assert!(!r.accepts(&token_claims(json!({"aud": "other"}))));
         assert!(!r.accepts(&token_claims(json!({"aud": ["other"]}))));
         assert!(!r.accepts(&token_claims(json!({"aud": null}))));
-        assert!(!r.accepts(&token_claims(json!({"iss": "https://token.actions.example/"}))));
+        assert!(!r.accepts(&token_claims(
+            json!({"iss": "https://token.actions.example/"})
+        )));
         assert!(!r.accepts(&token_claims(json!({"ref": "refs/tags/v1"}))));
         assert!(!r.accepts(&token_claims(json!({"repository": "team-a/app-fork"}))));
         let mut missing = token_claims(json!({}));
@@ -186,7 +228,10 @@ mod tests {
         let mut bad = rule(&[("", "x"), ("ref", "")], " ");
         bad.issuer = "http://ci.example".into();
         bad.audience = String::new();
-        let err = WorkloadVerifier::new(vec![rule(&[], "ok"), bad]).err().unwrap().to_string();
+        let err = WorkloadVerifier::new(vec![rule(&[], "ok"), bad])
+            .err()
+            .unwrap()
+            .to_string();
         for field in [
             "auth.workload[1].issuer",
             "auth.workload[1].audience",
@@ -218,18 +263,36 @@ mod tests {
     #[tokio::test]
     async fn tokens_from_unknown_issuers_or_with_bad_algs_are_refused_offline() {
         use base64::Engine as _;
-        let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+        let b64 = |v: Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap())
+        };
         let verifier = WorkloadVerifier::new(vec![rule(&[], "ci")]).unwrap();
         let payload = json!({"iss": "https://evil.example", "aud": "berth", "sub": "x", "exp": 4e9, "iat": 1});
-        let token = format!("{}.{}.c2ln", b64(json!({"alg": "RS256"})), b64(payload.clone()));
-        assert!(matches!(verifier.robot_for(&token).await, Err(OidcError::UntrustedIssuer(_))));
+        let token = format!(
+            "{}.{}.c2ln",
+            b64(json!({"alg": "RS256"})),
+            b64(payload.clone())
+        );
+        assert!(matches!(
+            verifier.robot_for(&token).await,
+            Err(OidcError::UntrustedIssuer(_))
+        ));
         let trusted = json!({"iss": "https://token.actions.example", "aud": "berth", "sub": "x", "exp": 4e9, "iat": 1});
         for alg in ["none", "HS256"] {
             let token = format!("{}.{}.c2ln", b64(json!({"alg": alg})), b64(trusted.clone()));
-            assert!(matches!(verifier.robot_for(&token).await, Err(OidcError::DisallowedAlgorithm(_))), "{alg}");
+            assert!(
+                matches!(
+                    verifier.robot_for(&token).await,
+                    Err(OidcError::DisallowedAlgorithm(_))
+                ),
+                "{alg}"
+            );
         }
         let unsigned = format!("{}.{}.", b64(json!({"alg": "none"})), b64(trusted));
-        assert!(matches!(verifier.robot_for(&unsigned).await, Err(OidcError::DisallowedAlgorithm(_))));
+        assert!(matches!(
+            verifier.robot_for(&unsigned).await,
+            Err(OidcError::DisallowedAlgorithm(_))
+        ));
     }
 
     #[test]

@@ -40,16 +40,24 @@ fn berth_config() -> OidcConfig {
 }
 
 async fn berth_client() -> OidcClient {
-    OidcClient::discover(berth_config()).await.expect("discovery of the test provider")
+    OidcClient::discover(berth_config())
+        .await
+        .expect("discovery of the test provider")
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// The browser: no redirects followed, so the callback's Location is read.
 fn browser() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// Logs `user` in at the provider's form; returns the callback's (code, state).
@@ -69,13 +77,24 @@ async fn log_in(authorize_url: &str, user: &str, password: &str) -> (String, Str
         .finish();
     let answer = browser
         .post(action)
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .body(body)
         .send()
         .await
         .unwrap();
-    assert_eq!(answer.status(), 302, "login of {user}: {}", answer.text().await.unwrap_or_default());
-    let location = answer.headers()[reqwest::header::LOCATION].to_str().unwrap().to_string();
+    assert_eq!(
+        answer.status(),
+        302,
+        "login of {user}: {}",
+        answer.text().await.unwrap_or_default()
+    );
+    let location = answer.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
     let location = Url::parse(&location).unwrap();
     let query: BTreeMap<String, String> = location.query_pairs().into_owned().collect();
     assert!(!query.contains_key("error"), "provider error: {query:?}");
@@ -88,7 +107,11 @@ fn attribute(html: &str, prefix: &str) -> Option<String> {
     Some(html[start..end].replace("&amp;", "&"))
 }
 
-async fn login_as(client: &OidcClient, user: &str, password: &str) -> Result<berth_oidc::OidcIdentity, OidcError> {
+async fn login_as(
+    client: &OidcClient,
+    user: &str,
+    password: &str,
+) -> Result<berth_oidc::OidcIdentity, OidcError> {
     let (url, pending) = client.begin_login();
     let (code, state) = log_in(&url, user, password).await;
     client.complete_login(&pending, &state, &code).await
@@ -99,7 +122,11 @@ async fn an_admin_logs_in_with_code_flow_and_pkce() {
     let client = berth_client().await;
     let (url, pending) = client.begin_login();
     // What the browser is sent to: PKCE S256, state, nonce, the scopes.
-    let query: BTreeMap<String, String> = Url::parse(&url).unwrap().query_pairs().into_owned().collect();
+    let query: BTreeMap<String, String> = Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["response_type"], "code");
     assert_eq!(query["state"], pending.state);
@@ -108,8 +135,16 @@ async fn an_admin_logs_in_with_code_flow_and_pkce() {
     assert!(!url.contains(&pending.pkce_verifier));
     assert!((unix_now() - pending.created_at).abs() <= 5);
 
-    let (code, state) = log_in(&url, &env("BERTH_TEST_OIDC_ADMIN_USER"), &env("BERTH_TEST_OIDC_ADMIN_PASSWORD")).await;
-    let dana = client.complete_login(&pending, &state, &code).await.unwrap();
+    let (code, state) = log_in(
+        &url,
+        &env("BERTH_TEST_OIDC_ADMIN_USER"),
+        &env("BERTH_TEST_OIDC_ADMIN_PASSWORD"),
+    )
+    .await;
+    let dana = client
+        .complete_login(&pending, &state, &code)
+        .await
+        .unwrap();
     assert_eq!(dana.issuer, issuer());
     assert!(!dana.subject.is_empty());
     assert_eq!(dana.username, "dana");
@@ -118,13 +153,22 @@ async fn an_admin_logs_in_with_code_flow_and_pkce() {
     assert!(dana.is_admin);
     assert_eq!(dana.refresh_token, None, "no offline_access asked");
     let expires_at = dana.expires_at.unwrap();
-    assert!(expires_at > unix_now() && expires_at < unix_now() + 3600, "{expires_at}");
+    assert!(
+        expires_at > unix_now() && expires_at < unix_now() + 3600,
+        "{expires_at}"
+    );
 }
 
 #[tokio::test]
 async fn a_user_outside_the_admin_group_is_not_admin() {
     let client = berth_client().await;
-    let erin = login_as(&client, &env("BERTH_TEST_OIDC_USER"), &env("BERTH_TEST_OIDC_USER_PASSWORD")).await.unwrap();
+    let erin = login_as(
+        &client,
+        &env("BERTH_TEST_OIDC_USER"),
+        &env("BERTH_TEST_OIDC_USER_PASSWORD"),
+    )
+    .await
+    .unwrap();
     assert_eq!(erin.username, "erin");
     assert_eq!(erin.groups, ["team-a"]);
     assert!(!erin.is_admin);
@@ -134,8 +178,13 @@ async fn a_user_outside_the_admin_group_is_not_admin() {
     config.username_claim = "email".to_string();
     config.admin_group = None;
     let client = OidcClient::discover(config).await.unwrap();
-    let dana =
-        login_as(&client, &env("BERTH_TEST_OIDC_ADMIN_USER"), &env("BERTH_TEST_OIDC_ADMIN_PASSWORD")).await.unwrap();
+    let dana = login_as(
+        &client,
+        &env("BERTH_TEST_OIDC_ADMIN_USER"),
+        &env("BERTH_TEST_OIDC_ADMIN_PASSWORD"),
+    )
+    .await
+    .unwrap();
     assert_eq!(dana.username, "dana@example.test");
     assert!(!dana.is_admin);
 }
@@ -144,29 +193,65 @@ async fn a_user_outside_the_admin_group_is_not_admin() {
 async fn a_wrong_state_is_refused() {
     let client = berth_client().await;
     let (url, pending) = client.begin_login();
-    let (code, state) = log_in(&url, &env("BERTH_TEST_OIDC_USER"), &env("BERTH_TEST_OIDC_USER_PASSWORD")).await;
+    let (code, state) = log_in(
+        &url,
+        &env("BERTH_TEST_OIDC_USER"),
+        &env("BERTH_TEST_OIDC_USER_PASSWORD"),
+    )
+    .await;
     assert_eq!(state, pending.state);
-    for wrong in [String::new(), "x".to_string(), format!("{state}x"), state[..state.len() - 1].to_string()] {
-        let err = client.complete_login(&pending, &wrong, &code).await.unwrap_err();
+    for wrong in [
+        String::new(),
+        "x".to_string(),
+        format!("{state}x"),
+        state[..state.len() - 1].to_string(),
+    ] {
+        let err = client
+            .complete_login(&pending, &wrong, &code)
+            .await
+            .unwrap_err();
         assert!(matches!(err, OidcError::StateMismatch), "{err}");
     }
     // Another login's pending state (a CSRF attempt with the attacker's code).
     let (_, other) = client.begin_login();
-    let err = client.complete_login(&other, &state, &code).await.unwrap_err();
+    let err = client
+        .complete_login(&other, &state, &code)
+        .await
+        .unwrap_err();
     assert!(matches!(err, OidcError::StateMismatch), "{err}");
     // The code was never spent: the right state still works.
-    client.complete_login(&pending, &state, &code).await.unwrap();
+    client
+        .complete_login(&pending, &state, &code)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn a_code_works_once() {
     let client = berth_client().await;
     let (url, pending) = client.begin_login();
-    let (code, state) = log_in(&url, &env("BERTH_TEST_OIDC_USER"), &env("BERTH_TEST_OIDC_USER_PASSWORD")).await;
-    client.complete_login(&pending, &state, &code).await.unwrap();
-    let err = client.complete_login(&pending, &state, &code).await.unwrap_err();
-    assert!(matches!(err, OidcError::TokenRequest(ref why) if why.starts_with("invalid_grant")), "{err}");
-    assert!(!err.to_string().contains(&code), "the code must not be in the message: {err}");
+    let (code, state) = log_in(
+        &url,
+        &env("BERTH_TEST_OIDC_USER"),
+        &env("BERTH_TEST_OIDC_USER_PASSWORD"),
+    )
+    .await;
+    client
+        .complete_login(&pending, &state, &code)
+        .await
+        .unwrap();
+    let err = client
+        .complete_login(&pending, &state, &code)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OidcError::TokenRequest(ref why) if why.starts_with("invalid_grant")),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains(&code),
+        "the code must not be in the message: {err}"
+    );
 }
 
 #[tokio::test]
@@ -179,23 +264,44 @@ async fn the_pkce_verifier_and_nonce_are_checked() {
     let (url, pending) = client.begin_login();
     let (code, state) = log_in(&url, &user, &password).await;
     let (_, other) = client.begin_login();
-    let wrong_verifier = PendingLogin { pkce_verifier: other.pkce_verifier, ..pending.clone() };
-    let err = client.complete_login(&wrong_verifier, &state, &code).await.unwrap_err();
-    assert!(matches!(err, OidcError::TokenRequest(ref why) if why.starts_with("invalid_grant")), "{err}");
+    let wrong_verifier = PendingLogin {
+        pkce_verifier: other.pkce_verifier,
+        ..pending.clone()
+    };
+    let err = client
+        .complete_login(&wrong_verifier, &state, &code)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OidcError::TokenRequest(ref why) if why.starts_with("invalid_grant")),
+        "{err}"
+    );
     assert!(!err.to_string().contains(&wrong_verifier.pkce_verifier));
 
     // An ID token whose nonce is not the pending login's.
     let (url, pending) = client.begin_login();
     let (code, state) = log_in(&url, &user, &password).await;
-    let wrong_nonce = PendingLogin { nonce: "another-nonce".into(), ..pending };
-    let err = client.complete_login(&wrong_nonce, &state, &code).await.unwrap_err();
+    let wrong_nonce = PendingLogin {
+        nonce: "another-nonce".into(),
+        ..pending
+    };
+    let err = client
+        .complete_login(&wrong_nonce, &state, &code)
+        .await
+        .unwrap_err();
     assert!(matches!(err, OidcError::InvalidNonce), "{err}");
 
     // A login that took too long.
     let (url, pending) = client.begin_login();
     let (code, state) = log_in(&url, &user, &password).await;
-    let stale = PendingLogin { created_at: pending.created_at - berth_oidc::LOGIN_TIMEOUT_SECS - 1, ..pending };
-    let err = client.complete_login(&stale, &state, &code).await.unwrap_err();
+    let stale = PendingLogin {
+        created_at: pending.created_at - berth_oidc::LOGIN_TIMEOUT_SECS - 1,
+        ..pending
+    };
+    let err = client
+        .complete_login(&stale, &state, &code)
+        .await
+        .unwrap_err();
     assert!(matches!(err, OidcError::LoginExpired), "{err}");
 }
 
@@ -205,17 +311,52 @@ async fn a_refresh_token_gives_a_fresh_identity() {
     config.scopes.push("offline_access".to_string());
     let client = OidcClient::discover(config).await.unwrap();
     let (url, pending) = client.begin_login();
-    assert!(url.contains("prompt=consent"), "offline_access needs prompt=consent: {url}");
-    let (code, state) = log_in(&url, &env("BERTH_TEST_OIDC_ADMIN_USER"), &env("BERTH_TEST_OIDC_ADMIN_PASSWORD")).await;
-    let dana = client.complete_login(&pending, &state, &code).await.unwrap();
-    let refresh_token = dana.refresh_token.clone().expect("a refresh token for offline_access");
-    assert!(!format!("{dana:?}").contains(&refresh_token), "Debug must redact the refresh token");
-    assert!(!serde_json::to_string(&dana).unwrap().contains(&refresh_token));
+    assert!(
+        url.contains("prompt=consent"),
+        "offline_access needs prompt=consent: {url}"
+    );
+    let (code, state) = log_in(
+        &url,
+        &env("BERTH_TEST_OIDC_ADMIN_USER"),
+        &env("BERTH_TEST_OIDC_ADMIN_PASSWORD"),
+    )
+    .await;
+    let dana = client
+        .complete_login(&pending, &state, &code)
+        .await
+        .unwrap();
+    let refresh_token = dana
+        .refresh_token
+        .clone()
+        .expect("a refresh token for offline_access");
+    assert!(
+        !format!("{dana:?}").contains(&refresh_token),
+        "Debug must redact the refresh token"
+    );
+    assert!(
+        !serde_json::to_string(&dana)
+            .unwrap()
+            .contains(&refresh_token)
+    );
 
     let again = client.refresh(&refresh_token).await.unwrap();
     assert_eq!(
-        (&again.issuer, &again.subject, &again.username, &again.email, &again.groups, again.is_admin),
-        (&dana.issuer, &dana.subject, &dana.username, &dana.email, &dana.groups, dana.is_admin)
+        (
+            &again.issuer,
+            &again.subject,
+            &again.username,
+            &again.email,
+            &again.groups,
+            again.is_admin
+        ),
+        (
+            &dana.issuer,
+            &dana.subject,
+            &dana.username,
+            &dana.email,
+            &dana.groups,
+            dana.is_admin
+        )
     );
     assert!(again.refresh_token.is_some());
     assert!(again.expires_at.unwrap() > unix_now());
@@ -241,7 +382,10 @@ async fn discovery_checks_the_issuer() {
     let mut config = berth_config();
     config.issuer_url = "http://login.example.com".to_string();
     let err = OidcClient::discover(config).await.err().unwrap();
-    assert!(matches!(err, OidcError::Config(ref why) if why.starts_with("auth.oidc.issuer_url")), "{err}");
+    assert!(
+        matches!(err, OidcError::Config(ref why) if why.starts_with("auth.oidc.issuer_url")),
+        "{err}"
+    );
 }
 
 // Workload identity --------------------------------------------------------
@@ -250,7 +394,12 @@ async fn discovery_checks_the_issuer() {
 /// flow of a CI client (the token endpoint is called directly, as a CI
 /// system's own token service would be).
 async fn ci_token(client_id: &str, secret: &str, user: &str, password: &str) -> String {
-    let mut config = OidcConfig::new(&issuer(), client_id, Some(secret), &env("BERTH_TEST_OIDC_CI_REDIRECT_URL"));
+    let mut config = OidcConfig::new(
+        &issuer(),
+        client_id,
+        Some(secret),
+        &env("BERTH_TEST_OIDC_CI_REDIRECT_URL"),
+    );
     config.scopes = vec!["openid".into(), "profile".into(), "ci".into()];
     let client = OidcClient::discover(config).await.unwrap();
     let (url, pending) = client.begin_login();
@@ -264,7 +413,10 @@ async fn ci_token(client_id: &str, secret: &str, user: &str, password: &str) -> 
     let response = browser()
         .post(format!("{}/token", issuer()))
         .basic_auth(client_id, Some(secret))
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .body(body)
         .send()
         .await
@@ -288,7 +440,10 @@ fn rule(audience: &str, claims: &[(&str, &str)], robot: &str) -> WorkloadRule {
     WorkloadRule {
         issuer: issuer(),
         audience: audience.to_string(),
-        claims: claims.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        claims: claims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         robot: robot.to_string(),
     }
 }
@@ -307,16 +462,30 @@ async fn a_workload_token_matching_a_rule_names_its_robot() {
 
     let verifier = WorkloadVerifier::new(vec![
         rule(&aud, &[("repository", "team-b/*")], "team-b+ci"),
-        rule(&aud, &[("repository", "team-a/app"), ("ref", "refs/heads/*")], "team-a+release"),
+        rule(
+            &aud,
+            &[("repository", "team-a/app"), ("ref", "refs/heads/*")],
+            "team-a+release",
+        ),
         rule(&aud, &[("repository", "team-a/*")], "team-a+any"),
     ])
     .unwrap();
-    assert_eq!(verifier.robot_for(&token).await.unwrap().as_deref(), Some("team-a+release"), "first match wins");
+    assert_eq!(
+        verifier.robot_for(&token).await.unwrap().as_deref(),
+        Some("team-a+release"),
+        "first match wins"
+    );
     // The cached keys serve the next token.
-    assert_eq!(verifier.robot_for(&token).await.unwrap().as_deref(), Some("team-a+release"));
+    assert_eq!(
+        verifier.robot_for(&token).await.unwrap().as_deref(),
+        Some("team-a+release")
+    );
 
     let verifier = WorkloadVerifier::new(vec![rule(&aud, &[], "anything-from-ci")]).unwrap();
-    assert_eq!(verifier.robot_for(&token).await.unwrap().as_deref(), Some("anything-from-ci"));
+    assert_eq!(
+        verifier.robot_for(&token).await.unwrap().as_deref(),
+        Some("anything-from-ci")
+    );
 }
 
 #[tokio::test]
@@ -328,8 +497,16 @@ async fn a_wrong_audience_or_claim_matches_no_rule() {
     assert_eq!(verifier.robot_for(&token).await.unwrap(), None);
 
     let verifier = WorkloadVerifier::new(vec![
-        rule(&aud, &[("repository", "team-a/app"), ("ref", "refs/tags/*")], "tags"),
-        rule(&aud, &[("repository", "team-a/app"), ("environment", "*")], "needs-environment"),
+        rule(
+            &aud,
+            &[("repository", "team-a/app"), ("ref", "refs/tags/*")],
+            "tags",
+        ),
+        rule(
+            &aud,
+            &[("repository", "team-a/app"), ("environment", "*")],
+            "needs-environment",
+        ),
         rule(&aud, &[("repository", "team-a")], "exact-is-exact"),
     ])
     .unwrap();
@@ -348,14 +525,25 @@ async fn a_wrong_audience_or_claim_matches_no_rule() {
         rule(&aud, &[("repository", "mallory/*")], "mallory+ci"),
     ])
     .unwrap();
-    assert_eq!(verifier.robot_for(&token).await.unwrap().as_deref(), Some("team-a+ci"));
-    assert_eq!(verifier.robot_for(&fork).await.unwrap().as_deref(), Some("mallory+ci"));
+    assert_eq!(
+        verifier.robot_for(&token).await.unwrap().as_deref(),
+        Some("team-a+ci")
+    );
+    assert_eq!(
+        verifier.robot_for(&fork).await.unwrap().as_deref(),
+        Some("mallory+ci")
+    );
 
     // A user's login ID token is for Berth's client, not the CI audience.
     let dana = {
         let client = berth_client().await;
         let (url, pending) = client.begin_login();
-        let (code, _) = log_in(&url, &env("BERTH_TEST_OIDC_ADMIN_USER"), &env("BERTH_TEST_OIDC_ADMIN_PASSWORD")).await;
+        let (code, _) = log_in(
+            &url,
+            &env("BERTH_TEST_OIDC_ADMIN_USER"),
+            &env("BERTH_TEST_OIDC_ADMIN_PASSWORD"),
+        )
+        .await;
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "authorization_code")
             .append_pair("code", &code)
@@ -364,8 +552,14 @@ async fn a_wrong_audience_or_claim_matches_no_rule() {
             .finish();
         let response: Value = browser()
             .post(format!("{}/token", issuer()))
-            .basic_auth(env("BERTH_TEST_OIDC_CLIENT_ID"), Some(env("BERTH_TEST_OIDC_CLIENT_SECRET")))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .basic_auth(
+                env("BERTH_TEST_OIDC_CLIENT_ID"),
+                Some(env("BERTH_TEST_OIDC_CLIENT_SECRET")),
+            )
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(body)
             .send()
             .await
@@ -388,7 +582,12 @@ async fn a_tampered_workload_token_is_refused() {
     )
     .await;
     let aud = env("BERTH_TEST_OIDC_CI_CLIENT_ID");
-    let verifier = WorkloadVerifier::new(vec![rule(&aud, &[("repository", "team-a/app")], "team-a+ci")]).unwrap();
+    let verifier = WorkloadVerifier::new(vec![rule(
+        &aud,
+        &[("repository", "team-a/app")],
+        "team-a+ci",
+    )])
+    .unwrap();
     assert_eq!(verifier.robot_for(&fork).await.unwrap(), None);
 
     // The fork rewrites its repository claim and keeps the signature.
@@ -399,28 +598,52 @@ async fn a_tampered_workload_token_is_refused() {
     let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
     let err = verifier.robot_for(&forged).await.unwrap_err();
     assert!(matches!(err, OidcError::InvalidSignature(_)), "{err}");
-    assert!(!err.to_string().contains(parts[2]), "no token material in messages: {err}");
+    assert!(
+        !err.to_string().contains(parts[2]),
+        "no token material in messages: {err}"
+    );
 
     // A flipped signature byte.
     let mut signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
     signature[0] ^= 1;
-    let flipped = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(signature));
-    assert!(matches!(verifier.robot_for(&flipped).await, Err(OidcError::InvalidSignature(_))));
+    let flipped = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        URL_SAFE_NO_PAD.encode(signature)
+    );
+    assert!(matches!(
+        verifier.robot_for(&flipped).await,
+        Err(OidcError::InvalidSignature(_))
+    ));
 
     // Re-labelled as unsigned or HMAC.
     for alg in ["none", "HS256"] {
         let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}"}}"#));
         let relabelled = format!("{header}.{forged_payload}.{}", parts[2]);
-        assert!(matches!(verifier.robot_for(&relabelled).await, Err(OidcError::DisallowedAlgorithm(_))), "{alg}");
+        assert!(
+            matches!(
+                verifier.robot_for(&relabelled).await,
+                Err(OidcError::DisallowedAlgorithm(_))
+            ),
+            "{alg}"
+        );
     }
 
     // A kid the issuer never published: the JWKS is fetched again, still no key.
     let mut header: serde_json::Map<String, Value> =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
     header.insert("kid".into(), "rotated-away".into());
-    let unknown_kid =
-        format!("{}.{}.{}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()), parts[1], parts[2]);
-    assert!(matches!(verifier.robot_for(&unknown_kid).await, Err(OidcError::InvalidSignature(_))));
+    let unknown_kid = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
+        parts[1],
+        parts[2]
+    );
+    assert!(matches!(
+        verifier.robot_for(&unknown_kid).await,
+        Err(OidcError::InvalidSignature(_))
+    ));
 }
 
 #[tokio::test]
@@ -435,8 +658,12 @@ async fn an_expired_or_foreign_workload_token_is_refused() {
     .await;
     let claims = payload(&expired);
     assert!(claims["exp"].as_i64().unwrap() < unix_now() - 600);
-    let verifier =
-        WorkloadVerifier::new(vec![rule(&env("BERTH_TEST_OIDC_CI_EXPIRED_CLIENT_ID"), &[], "ci")]).unwrap();
+    let verifier = WorkloadVerifier::new(vec![rule(
+        &env("BERTH_TEST_OIDC_CI_EXPIRED_CLIENT_ID"),
+        &[],
+        "ci",
+    )])
+    .unwrap();
     let err = verifier.robot_for(&expired).await.unwrap_err();
     assert!(matches!(err, OidcError::Expired(_)), "{err}");
 
@@ -449,5 +676,64 @@ async fn an_expired_or_foreign_workload_token_is_refused() {
         robot: "gh".into(),
     }])
     .unwrap();
-    assert!(matches!(foreign.robot_for(&token).await, Err(OidcError::UntrustedIssuer(_))));
+    assert!(matches!(
+        foreign.robot_for(&token).await,
+        Err(OidcError::UntrustedIssuer(_))
+    ));
+}
+
+#[tokio::test]
+async fn rotated_signing_keys_are_fetched_again() {
+    let aud = env("BERTH_TEST_OIDC_CI_CLIENT_ID");
+    let verifier = WorkloadVerifier::new(vec![rule(&aud, &[], "ci")]).unwrap();
+    let before = main_branch_token().await;
+    assert_eq!(
+        verifier.robot_for(&before).await.unwrap().as_deref(),
+        Some("ci")
+    );
+    let client = berth_client().await;
+
+    // The provider publishes new keys and signs with them from now on.
+    let rotated: Value = browser()
+        .post(format!("{}/test/rotate-signing-keys", issuer()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_kids: Vec<&str> = rotated["kids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let after = main_branch_token().await;
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(after.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        new_kids.contains(&header["kid"].as_str().unwrap()),
+        "signed with a new key: {header}"
+    );
+
+    // Both the verifier and the login client discovered the old key set.
+    assert_eq!(
+        verifier.robot_for(&after).await.unwrap().as_deref(),
+        Some("ci")
+    );
+    assert_eq!(
+        verifier.robot_for(&before).await.unwrap().as_deref(),
+        Some("ci")
+    );
+    login_as(
+        &client,
+        &env("BERTH_TEST_OIDC_USER"),
+        &env("BERTH_TEST_OIDC_USER_PASSWORD"),
+    )
+    .await
+    .unwrap();
 }

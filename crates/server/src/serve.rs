@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_config::{Config, LogFormat, RawConfig, RawTls, Storage, redact_url};
-use berth_core::access::{LdapSettings, LoginLimits};
+use berth_core::access::{AuditForwarding, LdapSettings, LoginLimits};
 use berth_core::{Access, AccessSettings, Options, Registry};
 use berth_meta::MetaStore;
 use berth_storage::{BlobStore, FsStore, S3Config, S3Store};
@@ -185,7 +185,10 @@ async fn open_access(config: &Config, meta: MetaStore) -> anyhow::Result<Access>
             per_address: auth.max_failed_logins_per_address,
             window: auth.failed_login_window,
         },
-        audit_file: auth.audit_file.clone(),
+        audit: AuditForwarding {
+            file: auth.audit_file.clone(),
+            syslog: auth.audit_syslog.clone(),
+        },
         ldap: match &auth.ldap {
             Some(ldap) => Some(LdapSettings {
                 directory: berth_ldap::LdapDirectory::new(ldap.clone())

@@ -1,12 +1,13 @@
 //! The audit log, written behind the request: events go into a channel and
 //! one task stores them in batches (one transaction per batch), so a pull
 //! does not wait for an audit row. Optionally each event is also appended
-//! to a file as one JSON line, for shipping to a SIEM.
+//! to a file as one JSON line, and/or sent to syslog (RFC 5424 over the
+//! local datagram socket, facility "log audit"), for shipping to a SIEM.
 //!
 //! What is lost on a crash is at most the last batch (a fraction of a
 //! second); the registry's data itself never depends on the audit log.
 
-use std::io::Write;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -142,9 +143,25 @@ pub struct Auditor {
     tx: mpsc::UnboundedSender<Msg>,
 }
 
+/// Where audit events are forwarded besides the database.
+#[derive(Debug, Clone, Default)]
+pub struct AuditForwarding {
+    /// Append one JSON line per event.
+    pub file: Option<PathBuf>,
+    /// A syslog datagram socket, usually `/dev/log`.
+    pub syslog: Option<PathBuf>,
+}
+
+struct Sinks {
+    file: Option<std::fs::File>,
+    syslog: Option<(std::os::unix::net::UnixDatagram, PathBuf)>,
+    host: String,
+}
+
 impl Auditor {
-    pub(super) fn start(meta: MetaStore, file: Option<PathBuf>) -> Result<Auditor> {
-        let file = file
+    pub(super) fn start(meta: MetaStore, forwarding: AuditForwarding) -> Result<Auditor> {
+        let file = forwarding
+            .file
             .map(|path| {
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -153,8 +170,21 @@ impl Auditor {
                     .map_err(|e| Error::Invalid(format!("audit file {}: {e}", path.display())))
             })
             .transpose()?;
+        let syslog = forwarding
+            .syslog
+            .map(|path| {
+                std::os::unix::net::UnixDatagram::unbound()
+                    .map(|s| (s, path.clone()))
+                    .map_err(|e| Error::Invalid(format!("audit syslog {}: {e}", path.display())))
+            })
+            .transpose()?;
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or_else(|| "-".into());
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(meta, file, rx));
+        tokio::spawn(write_loop(meta, Sinks { file, syslog, host }, rx));
         Ok(Auditor { tx })
     }
 
@@ -172,11 +202,7 @@ impl Auditor {
     }
 }
 
-async fn write_loop(
-    meta: MetaStore,
-    mut file: Option<std::fs::File>,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-) {
+async fn write_loop(meta: MetaStore, mut sinks: Sinks, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut batch: Vec<AuditEntry> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
@@ -203,23 +229,41 @@ async fn write_loop(
             if let Err(e) = store(&meta, &batch).await {
                 tracing::error!(error = %e, events = batch.len(), "audit log write failed");
             }
-            if let Some(f) = file.as_mut() {
-                for e in &batch {
-                    let line = serde_json::json!({
-                        "time_ms": e.occurred_at, "actor": e.actor, "actor_kind": e.actor_kind,
-                        "action": e.action, "resource": e.resource, "project": e.project,
-                        "result": e.result, "source_addr": e.source_addr, "details": e.details,
-                    });
-                    if let Err(err) = writeln!(f, "{line}") {
-                        tracing::error!(error = %err, "audit file write failed");
-                        break;
-                    }
-                }
-            }
+            forward(&mut sinks, &batch);
             batch.clear();
         }
         for w in waiters.drain(..) {
             let _ = w.send(());
+        }
+    }
+}
+
+fn forward(sinks: &mut Sinks, batch: &[AuditEntry]) {
+    if sinks.file.is_none() && sinks.syslog.is_none() {
+        return;
+    }
+    for e in batch {
+        let line = serde_json::json!({
+            "time_ms": e.occurred_at, "actor": e.actor, "actor_kind": e.actor_kind,
+            "action": e.action, "resource": e.resource, "project": e.project,
+            "result": e.result, "source_addr": e.source_addr, "details": e.details,
+        })
+        .to_string();
+        if let Some(f) = sinks.file.as_mut()
+            && let Err(err) = writeln!(f, "{line}")
+        {
+            tracing::error!(error = %err, "audit file write failed");
+        }
+        if let Some((socket, path)) = &sinks.syslog {
+            // <110>: facility 13 (log audit) × 8 + severity 6 (info).
+            let msg = format!(
+                "<110>1 {} {} berth - audit - {line}",
+                berth_auth::rfc3339((e.occurred_at / 1000) as u64),
+                sinks.host
+            );
+            if let Err(err) = socket.send_to(msg.as_bytes(), path) {
+                tracing::error!(error = %err, "audit syslog send failed");
+            }
         }
     }
 }

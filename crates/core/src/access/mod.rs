@@ -29,7 +29,7 @@ use std::time::Duration;
 use berth_auth::{PasswordParams, Passwords, TokenConfig};
 use berth_meta::MetaStore;
 
-pub use audit::{AuditEvent, Auditor};
+pub use audit::{AuditEvent, AuditForwarding, Auditor};
 pub use berth_auth::{
     BearerError, Credentials, Principal, Scope, ScopeAction, ScopeTarget, TokenResponse,
     bearer_challenge, parse_authorization, parse_scopes, project_of,
@@ -54,8 +54,8 @@ pub struct AccessSettings {
     pub auto_create_projects: bool,
     pub limits: LoginLimits,
     pub password_params: PasswordParams,
-    /// Also write each audit event as one JSON line to this file.
-    pub audit_file: Option<std::path::PathBuf>,
+    /// Where audit events also go (a JSON-lines file, syslog).
+    pub audit: AuditForwarding,
     /// Check passwords of non-local users against this directory.
     pub ldap: Option<LdapSettings>,
 }
@@ -68,7 +68,7 @@ impl Default for AccessSettings {
             auto_create_projects: false,
             limits: LoginLimits::default(),
             password_params: PasswordParams::default(),
-            audit_file: None,
+            audit: AuditForwarding::default(),
             ldap: None,
         }
     }
@@ -106,7 +106,7 @@ impl Access {
         let mut token = TokenConfig::new(settings.service.clone(), settings.service.clone());
         token.lifetime = settings.token_lifetime;
         let keys = keys::Keys::load_or_create(&meta).await?;
-        let audit = Auditor::start(meta.clone(), settings.audit_file.clone())?;
+        let audit = Auditor::start(meta.clone(), settings.audit.clone())?;
         Ok(Access {
             inner: Arc::new(Inner {
                 limiter: limiter::Limiter::new(settings.limits),
