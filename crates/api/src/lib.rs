@@ -8,6 +8,7 @@
 mod dist;
 mod error;
 mod observe;
+mod session;
 mod token;
 mod v1;
 
@@ -44,7 +45,14 @@ pub fn router(app: App, metrics: Option<PrometheusHandle>) -> Router {
         .route("/v2/{*rest}", any(dist::dispatch))
         .route("/service/token", get(token::get).post(token::post))
         .route("/service/jwks", get(token::jwks))
-        .nest("/api/v1", v1::routes())
+        .route("/api/v1/auth/oidc/login", get(session::oidc_login))
+        .route("/api/v1/auth/oidc/callback", get(session::oidc_callback))
+        .route(
+            "/api/v1/auth/oidc/refresh",
+            axum::routing::post(session::oidc_refresh),
+        )
+        .route("/api/v1/auth/logout", axum::routing::post(session::logout))
+        .nest("/api/v1", v1::routes(&app))
         .with_state(app);
     let ops = Router::new()
         .route("/healthz", get(observe::healthz))

@@ -194,6 +194,10 @@ pub struct Claims {
     /// `refresh` on refresh tokens; absent on access tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_use: Option<String>,
+    /// Data of special-use tokens (a browser session's or a pending OIDC
+    /// login's); absent on access and refresh tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext: Option<serde_json::Value>,
 }
 
 impl Claims {
@@ -336,6 +340,7 @@ impl KeySet {
             jti: uuid::Uuid::new_v4().simple().to_string(),
             access,
             token_use,
+            ext: None,
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.kid.clone());
@@ -346,6 +351,61 @@ impl KeySet {
             expires_in: lifetime.as_secs(),
             issued_at: now,
         })
+    }
+
+    /// Signs a special-use token (`token_use` other than access and
+    /// refresh, e.g. a browser session) carrying `ext`. Such tokens are
+    /// refused by [`KeySet::verify`] and [`KeySet::verify_refresh`].
+    pub fn issue_special(
+        &self,
+        config: &TokenConfig,
+        subject: &str,
+        token_use: &str,
+        ext: serde_json::Value,
+        lifetime: Duration,
+        now: u64,
+    ) -> Result<IssuedToken, TokenError> {
+        assert!(
+            token_use != REFRESH_USE,
+            "refresh tokens come from issue_refresh"
+        );
+        let key = self.current();
+        let claims = Claims {
+            iss: config.issuer.clone(),
+            sub: subject.to_string(),
+            aud: config.service.clone(),
+            exp: now + lifetime.as_secs(),
+            nbf: now,
+            iat: now,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            access: vec![],
+            token_use: Some(token_use.to_string()),
+            ext: Some(ext),
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        Ok(IssuedToken {
+            token,
+            expires_in: lifetime.as_secs(),
+            issued_at: now,
+        })
+    }
+
+    /// Verifies a special-use token of exactly `token_use`.
+    pub fn verify_special(
+        &self,
+        config: &TokenConfig,
+        token: &str,
+        token_use: &str,
+        now: u64,
+    ) -> Result<Claims, TokenError> {
+        let claims = self.verify_any(config, token, now)?;
+        match claims.token_use.as_deref() {
+            Some(u) if u == token_use && u != REFRESH_USE => Ok(claims),
+            _ => Err(TokenError::WrongUse),
+        }
     }
 
     /// Verifies an access token: known key, ES256 signature, issuer,

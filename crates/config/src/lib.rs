@@ -58,6 +58,13 @@ pub struct RawAuth {
     pub ldap: Option<berth_ldap::LdapConfig>,
     /// Members of this LDAP group (DN) are system admins.
     pub ldap_admin_group_dn: Option<String>,
+    /// Browser logins through an OpenID provider (`[auth.oidc]`, see
+    /// berth-oidc's `OidcConfig`); the client secret may come from
+    /// `BERTH_AUTH_OIDC_CLIENT_SECRET`.
+    pub oidc: Option<berth_oidc::OidcConfig>,
+    /// CI workload identity: `[[auth.workload]]` rules mapping a
+    /// pipeline's ID token (issuer, audience, claims) to a robot account.
+    pub workload: Option<Vec<berth_oidc::WorkloadRule>>,
 }
 
 /// Upload sessions.
@@ -217,6 +224,16 @@ impl RawConfig {
                     (l, o) => l.or(o),
                 },
                 ldap_admin_group_dn: b.ldap_admin_group_dn.or(a.ldap_admin_group_dn),
+                oidc: match (a.oidc, b.oidc) {
+                    (Some(mut o), Some(env)) => {
+                        if env.client_secret.is_some() {
+                            o.client_secret = env.client_secret;
+                        }
+                        Some(o)
+                    }
+                    (o, env) => o.or(env),
+                },
+                workload: b.workload.or(a.workload),
             }),
             (a, b) => b.or(a),
         };
@@ -307,6 +324,9 @@ impl RawConfig {
                 l
             }),
             ldap_admin_group_dn: var("BERTH_AUTH_LDAP_ADMIN_GROUP_DN"),
+            oidc: var("BERTH_AUTH_OIDC_CLIENT_SECRET")
+                .map(|secret| berth_oidc::OidcConfig::new("", "", Some(&secret), "")),
+            workload: None,
         };
         let auth = (auth != RawAuth::default()).then_some(auth);
         let storage = RawStorage {
@@ -391,6 +411,8 @@ pub struct Auth {
     pub failed_login_window: Duration,
     pub ldap: Option<berth_ldap::LdapConfig>,
     pub ldap_admin_group_dn: Option<String>,
+    pub oidc: Option<berth_oidc::OidcConfig>,
+    pub workload: Vec<berth_oidc::WorkloadRule>,
 }
 
 fn validate_auth(raw: Option<RawAuth>, problems: &mut Vec<String>) -> Auth {
@@ -440,10 +462,27 @@ fn validate_auth(raw: Option<RawAuth>, problems: &mut Vec<String>) -> Auth {
             problems.push(e);
         }
     }
+    if let Some(o) = &raw.oidc {
+        if o.issuer_url.is_empty() && o.client_id.is_empty() {
+            problems.push(
+                "auth.oidc: BERTH_AUTH_OIDC_CLIENT_SECRET is set but no [auth.oidc] section is"
+                    .into(),
+            );
+        } else if let Err(e) = o.validate() {
+            problems.push(e);
+        }
+    }
+    if let Some(rules) = &raw.workload
+        && let Err(e) = berth_oidc::WorkloadVerifier::new(rules.clone())
+    {
+        problems.push(e.to_string());
+    }
     if raw.ldap_admin_group_dn.is_some() && raw.ldap.is_none() {
         problems.push("auth.ldap_admin_group_dn: set, but no [auth.ldap] section is".into());
     }
     Auth {
+        oidc: raw.oidc,
+        workload: raw.workload.unwrap_or_default(),
         ldap: raw.ldap,
         ldap_admin_group_dn: raw.ldap_admin_group_dn,
         realm: raw.realm,

@@ -11,6 +11,8 @@
 //! taken (`ON CONFLICT DO NOTHING`), so callers can report a conflict
 //! without parsing database errors.
 
+mod manage;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use openidconnect::url::{Host, Url};
 
 /// `[auth.oidc]`: the provider Berth's users log in with.
-#[derive(Clone, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The issuer identifier; discovery is `<issuer_url>/.well-known/openid-configuration`.

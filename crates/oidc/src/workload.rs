@@ -11,7 +11,7 @@ use crate::{DEFAULT_LEEWAY_SECS, OidcError};
 
 /// Workload identity: a CI system's ID token accepted as the credential of a
 /// configured robot.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadRule {
     /// The token's `iss`, exactly (e.g. `https://token.actions.githubusercontent.com`).

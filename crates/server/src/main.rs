@@ -2,6 +2,7 @@
 //! (listening, TLS, graceful shutdown). Everything else lives in the library
 //! crates; this file only wires them together.
 
+mod admin;
 mod migrate;
 mod serve;
 
@@ -22,6 +23,9 @@ enum Command {
     /// embedded one (SQLite + files) to PostgreSQL + S3. Resumable: rerun it
     /// after an interruption. The source should be stopped; it is only read.
     Migrate(migrate::MigrateArgs),
+    /// Manage users, projects, members, robots, tokens, the audit log and
+    /// signing keys through a running registry's REST API (/api/v1).
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +36,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Migrate(args) => runtime.block_on(migrate::run(args)),
+        Command::Admin(args) => {
+            // The API's message, without a backtrace: this is a user's tool.
+            if let Err(e) = runtime.block_on(admin::run(args)) {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_config::{Config, LogFormat, RawConfig, RawTls, Storage, redact_url};
-use berth_core::access::{AuditForwarding, LdapSettings, LoginLimits};
+use berth_core::access::{AuditForwarding, LdapSettings, LoginLimits, OidcSettings};
 use berth_core::{Access, AccessSettings, Options, Registry};
 use berth_meta::MetaStore;
 use berth_storage::{BlobStore, FsStore, S3Config, S3Store};
@@ -196,6 +196,26 @@ async fn open_access(config: &Config, meta: MetaStore) -> anyhow::Result<Access>
                 admin_group_dn: auth.ldap_admin_group_dn.clone(),
             }),
             None => None,
+        },
+        oidc: match &auth.oidc {
+            // Discovery needs the provider up; a registry that cannot reach
+            // it still serves everything else, with browser login off.
+            Some(oidc) => match berth_oidc::OidcClient::discover(oidc.clone()).await {
+                Ok(client) => Some(OidcSettings { client }),
+                Err(e) => {
+                    tracing::error!(error = %e, "OIDC discovery failed; browser login is off");
+                    None
+                }
+            },
+            None => None,
+        },
+        workload: if auth.workload.is_empty() {
+            None
+        } else {
+            Some(
+                berth_oidc::WorkloadVerifier::new(auth.workload.clone())
+                    .context("configuring workload identity ([[auth.workload]])")?,
+            )
         },
         ..AccessSettings::default()
     };

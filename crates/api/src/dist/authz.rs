@@ -15,16 +15,25 @@ use crate::AuthConfig;
 pub(super) fn needs(endpoint: &Endpoint, method: &Method) -> Vec<Scope> {
     let repo =
         |name: &RepoName, action: ScopeAction| vec![Scope::repository(name.clone(), &[action])];
+    // Writes need pull as well as push, as in Distribution, so the
+    // challenge asks for `pull,push` and one token covers a whole push
+    // (clients such as oras-py keep a single token per repository).
+    let push = |name: &RepoName| {
+        vec![Scope::repository(
+            name.clone(),
+            &[ScopeAction::Pull, ScopeAction::Push],
+        )]
+    };
     match endpoint {
         Endpoint::Base => vec![],
         Endpoint::Catalog => vec![Scope::catalog()],
         Endpoint::Tags(name) | Endpoint::Referrers(name, _) => repo(name, ScopeAction::Pull),
         Endpoint::Manifest(name, _) | Endpoint::Blob(name, _) => match *method {
-            Method::PUT => repo(name, ScopeAction::Push),
+            Method::PUT => push(name),
             Method::DELETE => repo(name, ScopeAction::Delete),
             _ => repo(name, ScopeAction::Pull),
         },
-        Endpoint::UploadStart(name) | Endpoint::Upload(name, _) => repo(name, ScopeAction::Push),
+        Endpoint::UploadStart(name) | Endpoint::Upload(name, _) => push(name),
     }
 }
 

@@ -253,6 +253,7 @@ impl Access {
         let principal = login.map_or(&Principal::Anonymous, |l| &l.principal);
         let access = self.grant(principal, scopes).await?;
         let inner = &self.inner;
+        inner.keys.refresh_if_stale(&inner.meta).await?;
         let now = now_secs();
         let subject = principal.subject();
         let (access, refresh) = inner
@@ -260,7 +261,13 @@ impl Access {
             .with(|keys| {
                 let access = keys.issue(&inner.token, subject, access, now)?;
                 let refresh = match login {
-                    Some(l) if offline && l.method != LoginMethod::PersonalToken => {
+                    Some(l)
+                        if offline
+                            && matches!(
+                                l.method,
+                                LoginMethod::Password | LoginMethod::RobotSecret
+                            ) =>
+                    {
                         Some(keys.issue_refresh(&inner.token, subject, now)?)
                     }
                     _ => None,

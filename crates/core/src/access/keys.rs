@@ -14,6 +14,8 @@ use crate::{Error, Result};
 /// A reload for an unknown `kid` happens at most this often, so forged
 /// tokens with random kids cannot make every request hit the database.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// A node picks up keys rotated elsewhere within this long.
+const MAX_AGE: Duration = Duration::from_secs(60);
 
 pub(super) struct Keys {
     set: RwLock<KeySet>,
@@ -50,6 +52,24 @@ impl Keys {
 
     pub(super) fn jwks(&self) -> serde_json::Value {
         self.set.read().expect("key set lock").jwks()
+    }
+
+    /// Reloads from the database now (after a rotation on this node).
+    pub(super) async fn reload(&self, meta: &MetaStore) -> Result<()> {
+        *self.loaded_at.write().expect("lock") = Instant::now();
+        if let Some(set) = load(meta).await? {
+            *self.set.write().expect("key set lock") = set;
+        }
+        Ok(())
+    }
+
+    /// Reloads when the loaded set is older than [`MAX_AGE`], so a key
+    /// rotated on another node starts signing here too.
+    pub(super) async fn refresh_if_stale(&self, meta: &MetaStore) -> Result<()> {
+        if self.loaded_at.read().expect("lock").elapsed() >= MAX_AGE {
+            self.reload(meta).await?;
+        }
+        Ok(())
     }
 
     /// Reloads from the database when `kid` is unknown here and the last

@@ -29,6 +29,8 @@ pub enum LoginMethod {
     Password,
     RobotSecret,
     PersonalToken,
+    /// A CI system's OIDC ID token mapped to a robot.
+    WorkloadIdentity,
 }
 
 /// A successful login.
@@ -118,6 +120,11 @@ impl Access {
         if let Some(hit) = inner.logins.get(&slot) {
             return Ok(hit);
         }
+        let workload = inner
+            .settings
+            .workload
+            .as_ref()
+            .filter(|_| super::oidc::looks_like_jwt(password));
         if let Some(retry_after_secs) = inner.limiter.blocked(username, origin.addr) {
             self.auditor().record(
                 AuditEvent::by_subject(username, "login", format!("user/{username}"))
@@ -127,7 +134,9 @@ impl Access {
             );
             return Err(Error::TooManyRequests { retry_after_secs });
         }
-        let outcome = if SecretKind::of(password) == Some(SecretKind::PersonalAccessToken) {
+        let outcome = if let Some(verifier) = workload {
+            self.login_workload(verifier, username, password).await?
+        } else if SecretKind::of(password) == Some(SecretKind::PersonalAccessToken) {
             self.login_token(username, password).await?
         } else if is_robot_name(username) {
             self.login_robot(username, password).await?
@@ -145,7 +154,10 @@ impl Access {
             Some(login) => {
                 inner.limiter.succeeded(username);
                 self.auditor().record(event);
-                inner.logins.put(slot, login.clone());
+                // An ID token is short-lived and checked each time.
+                if login.method != LoginMethod::WorkloadIdentity {
+                    inner.logins.put(slot, login.clone());
+                }
                 Ok(login)
             }
             None => {

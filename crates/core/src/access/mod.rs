@@ -21,6 +21,7 @@ mod keys;
 mod limiter;
 mod login;
 pub mod manage;
+mod oidc;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use check::Caller;
 pub use directory::LdapSettings;
 pub use limiter::LoginLimits;
 pub use login::{Login, LoginMethod};
+pub use oidc::{LOGIN_WINDOW as OIDC_LOGIN_WINDOW, OidcSettings, Session};
 
 use crate::{Error, Result};
 
@@ -58,6 +60,10 @@ pub struct AccessSettings {
     pub audit: AuditForwarding,
     /// Check passwords of non-local users against this directory.
     pub ldap: Option<LdapSettings>,
+    /// Browser logins through an OpenID provider.
+    pub oidc: Option<OidcSettings>,
+    /// CI ID tokens accepted as robot credentials.
+    pub workload: Option<berth_oidc::WorkloadVerifier>,
 }
 
 impl Default for AccessSettings {
@@ -70,6 +76,8 @@ impl Default for AccessSettings {
             password_params: PasswordParams::default(),
             audit: AuditForwarding::default(),
             ldap: None,
+            oidc: None,
+            workload: None,
         }
     }
 }
@@ -126,6 +134,12 @@ impl Access {
         let mut out = vec!["local"];
         if self.inner.settings.ldap.is_some() {
             out.push("ldap");
+        }
+        if self.inner.settings.oidc.is_some() {
+            out.push("oidc");
+        }
+        if self.inner.settings.workload.is_some() {
+            out.push("workload_identity");
         }
         out
     }
