@@ -12,6 +12,9 @@
 # --work DIR (data dirs and raw results; default a new dir under /var/tmp, on
 # the data disk, never tmpfs; removed at the end), --keep (keep the data dirs).
 # The raw JSON lines of every round are copied to target/bench-results/.
+# Berth runs with authentication (always on): its admin gets a random password
+# for the run, berth-bench logs in as the admin (Bearer token flow) and the
+# admin's pushes create the project `bench`. Distribution runs without auth.
 # Exits non-zero if any scenario of any round had errors (the report is still
 # written, with the errors marked).
 set -euo pipefail
@@ -39,7 +42,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -145,6 +148,25 @@ wait_ready() { # URL PID
 }
 
 export RUST_LOG=warn
+# Berth's system admin, created on each fresh data directory; berth-bench
+# reads the password from BERTH_BENCH_PASSWORD (Distribution ignores both).
+BERTH_ADMIN_PASSWORD=$(openssl rand -hex 16)
+export BERTH_ADMIN_PASSWORD BERTH_AUTH_AUTO_CREATE_PROJECTS=true
+export BERTH_BENCH_PASSWORD=$BERTH_ADMIN_PASSWORD
+# berth-bench's credentials for registry $1 (none for Distribution).
+bench_auth() { [ "$1" = berth ] && echo "--user admin" || true; }
+# Creates the project `bench` on Berth before the scenarios (the admin's first
+# push would, but a scenario may read first: image-push HEADs its blobs): an
+# upload session opened and cancelled (it leaves the empty repository
+# bench/created).
+create_bench_project() { # URL
+  local loc
+  loc=$(curl -sSf -u "admin:$BERTH_ADMIN_PASSWORD" -X POST -o /dev/null -D - \
+    "$1/v2/bench/created/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: *//p')
+  [ -n "$loc" ] || return 1
+  case "$loc" in http*) ;; *) loc="$1$loc" ;; esac
+  curl -sSf -u "admin:$BERTH_ADMIN_PASSWORD" -X DELETE -o /dev/null "$loc"
+}
 QUICK_FLAG=
 [ "$QUICK" = 1 ] && QUICK_FLAG=--quick
 FAILED=0
@@ -177,7 +199,12 @@ for round in $(seq 1 "$ROUNDS"); do
       tail -20 "$WORK/$reg-$round.log" >&2
       exit 1
     fi
-    if ! "$BENCH" --url "$url" --label "$reg" --server-pid "$SERVER_PID" \
+    if [ "$reg" = berth ] && ! create_bench_project "$url"; then
+      echo "bench.sh: could not create the project bench on berth" >&2
+      exit 1
+    fi
+    # shellcheck disable=SC2046
+    if ! "$BENCH" --url "$url" --label "$reg" --server-pid "$SERVER_PID" $(bench_auth "$reg") \
         --scenario "$SCENARIO" --duration "$DURATION" $QUICK_FLAG >> "$out"; then
       log "round $round: $reg had errors"
       FAILED=1
@@ -204,8 +231,8 @@ log "report -> $OUT"
 "$BENCH" report "$WORK"/results/*.jsonl --out "$OUT" \
   --meta "date=$START" \
   --meta "rounds=$ROUNDS, $mode, fixed-duration scenarios $DURATION each" \
-  --meta "berth=$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)'), release build, embedded defaults (filesystem + SQLite)" \
-  --meta "distribution=$dist_version, filesystem storage, in-memory blob descriptor cache, log level warn" \
+  --meta "berth=$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)'), release build, embedded defaults (filesystem + SQLite), authentication on (berth-bench logs in as the admin: Bearer tokens)" \
+  --meta "distribution=$dist_version, filesystem storage, in-memory blob descriptor cache, log level warn, no authentication" \
   --meta "machine=$(nproc) cores ($cpu), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -r); data on $(df --output=source,fstype "$WORK" | tail -1 | tr -s ' ')" \
   --meta "client=berth-bench on the same machine (shares the cores with the server)"
 

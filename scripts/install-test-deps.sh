@@ -45,16 +45,28 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2
     missing+=(python3-pip)
 fi
 
-# podman and buildah need a containers policy and registries configuration;
-# the Debian packages ship them in containers-common.
+# podman and buildah need a containers policy and registries configuration
+# (/etc/containers/policy.json), shipped by golang-github-containers-common
+# on Debian 12 and containers-common elsewhere; podman usually pulls it in.
+need_policy=false
 if [ ! -f /etc/containers/policy.json ]; then
-    missing+=(containers-common)
+    need_policy=true
 fi
 
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "install-test-deps: installing ${missing[*]}"
+if [ "${#missing[@]}" -gt 0 ] || $need_policy; then
+    echo "install-test-deps: installing ${missing[*]:-} (containers policy: $need_policy)"
     $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+    if [ "${#missing[@]}" -gt 0 ]; then
+        $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+    if [ ! -f /etc/containers/policy.json ]; then
+        for pkg in golang-github-containers-common containers-common; do
+            if apt-cache show "$pkg" > /dev/null 2>&1; then
+                $SUDO apt-get install -y --no-install-recommends "$pkg"
+                break
+            fi
+        done
+    fi
 else
     echo "install-test-deps: skopeo, podman, buildah, tar already installed"
 fi

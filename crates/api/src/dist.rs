@@ -79,7 +79,8 @@ async fn authorized(app: &App, endpoint: Endpoint, req: Request) -> Response {
     let caller = match checked {
         Ok(caller) => caller,
         Err(e) => {
-            let www = authz::challenge(&e, &app.access, &app.auth, req.headers(), &needs);
+            let www =
+                authz::challenge(&e, &app.access, &app.auth, req.headers(), req.uri(), &needs);
             let mut resp = ApiError::Core(e).into_response();
             if let Some(v) = www {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);

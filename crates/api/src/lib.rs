@@ -51,6 +51,7 @@ pub fn router(app: App, metrics: Option<PrometheusHandle>) -> Router {
             "/api/v1/auth/oidc/refresh",
             axum::routing::post(session::oidc_refresh),
         )
+        .route("/api/v1/auth/login", axum::routing::post(session::login))
         .route("/api/v1/auth/logout", axum::routing::post(session::logout))
         .nest("/api/v1", v1::routes(&app))
         .with_state(app);

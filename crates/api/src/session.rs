@@ -111,6 +111,45 @@ pub(crate) async fn oidc_refresh(State(app): State<App>, req: Request) -> Respon
     }
 }
 
+/// `POST /api/v1/auth/login` with `{"username", "password"}`: a session for
+/// a user who logs in with a password (the UI's login form). Robots and
+/// personal access tokens are refused: they are for the CLI and API.
+pub(crate) async fn login(State(app): State<App>, req: Request) -> Response {
+    let origin = origin(&req);
+    let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::Core(CoreError::Invalid("request body: too large".into()))
+                .into_response();
+        }
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Form {
+        username: String,
+        password: String,
+    }
+    let form: Form = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return ApiError::Core(CoreError::Invalid(format!("request body: {e}")))
+                .into_response();
+        }
+    };
+    let result = async {
+        let login = app
+            .access
+            .login(&form.username, &form.password, origin)
+            .await?;
+        app.access.open_session(&login)
+    }
+    .await;
+    match result {
+        Ok(session) => session_response(&app, &session, false),
+        Err(e) => ApiError::Core(e).into_response(),
+    }
+}
+
 /// `POST /api/v1/auth/logout`: forget the session cookie.
 pub(crate) async fn logout(State(app): State<App>) -> Response {
     let mut resp = StatusCode::NO_CONTENT.into_response();

@@ -4,14 +4,15 @@
 //!
 //! Every `/v2` response passes through `Api::send`, which checks the
 //! `Docker-Distribution-API-Version` header and, for errors, the body shape
-//! `{"errors":[{"code","message","detail"}]}`.
+//! `{"errors":[{"code","message","detail"}]}`. Requests carry the system
+//! admin's Basic credentials (authentication has its own tests).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
-use berth_core::Registry;
+use berth_core::{Access, AccessSettings, Registry};
 use berth_meta::MetaStore;
 use berth_storage::FsStore;
 use bytes::Bytes;
@@ -113,13 +114,44 @@ impl Resp {
     }
 }
 
+const ADMIN_PASSWORD: &str = "router-test-admin";
+
+/// `Authorization` of the system admin, sent on every request that does not
+/// carry its own.
+fn admin_basic() -> String {
+    use base64::Engine as _;
+    let creds = format!("admin:{ADMIN_PASSWORD}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(creds)
+    )
+}
+
 async fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let meta = MetaStore::open_sqlite(&dir.path().join("meta.db"))
         .await
         .unwrap();
     let store = FsStore::open(dir.path()).unwrap();
-    let app = berth_api::router(Registry::new(meta, Arc::new(store)), None);
+    // The tests push to many projects: the admin's pushes create them.
+    let access = Access::open(
+        meta.clone(),
+        AccessSettings {
+            auto_create_projects: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    access.bootstrap_admin(Some(ADMIN_PASSWORD)).await.unwrap();
+    let app = berth_api::router(
+        berth_api::App {
+            registry: Registry::new(meta, Arc::new(store)),
+            access,
+            auth: berth_api::AuthConfig::default(),
+        },
+        None,
+    );
     Api { app, _dir: dir }
 }
 
@@ -154,7 +186,12 @@ fn check_error_body(resp: &Resp) {
 }
 
 impl Api {
-    async fn request(&self, req: Request<Body>) -> Resp {
+    /// Sends a request as the admin unless it has an `Authorization`.
+    async fn request(&self, mut req: Request<Body>) -> Resp {
+        if !req.headers().contains_key("authorization") {
+            req.headers_mut()
+                .insert("authorization", admin_basic().parse().unwrap());
+        }
         let method = req.method().to_string();
         let uri = req.uri().to_string();
         let resp = self.app.clone().oneshot(req).await.unwrap();

@@ -774,6 +774,12 @@ fn variant(e: &Error) -> &'static str {
         Error::ManifestTooLarge { .. } => "ManifestTooLarge",
         Error::RangeNotSatisfiable { .. } => "RangeNotSatisfiable",
         Error::Unsupported(_) => "Unsupported",
+        Error::Unauthenticated { .. } => "Unauthenticated",
+        Error::Denied(_) => "Denied",
+        Error::TooManyRequests { .. } => "TooManyRequests",
+        Error::NotFound(_) => "NotFound",
+        Error::Conflict(_) => "Conflict",
+        Error::Invalid(_) => "Invalid",
         Error::Storage(_) => "Storage",
         Error::Meta(_) => "Meta",
     }
@@ -833,6 +839,25 @@ fn error_codes() {
             Some(ErrorCode::SizeInvalid),
         ),
         (Error::Unsupported("x".into()), Some(ErrorCode::Unsupported)),
+        (
+            Error::Unauthenticated {
+                message: "authentication required".into(),
+                problem: None,
+            },
+            Some(ErrorCode::Unauthorized),
+        ),
+        (Error::Denied("x".into()), Some(ErrorCode::Denied)),
+        (
+            Error::TooManyRequests {
+                retry_after_secs: 7,
+            },
+            Some(ErrorCode::TooManyRequests),
+        ),
+        // Management outcomes: the HTTP layer gives them their own codes;
+        // these are what a distribution client would see.
+        (Error::NotFound("x".into()), Some(ErrorCode::NameUnknown)),
+        (Error::Conflict("x".into()), Some(ErrorCode::Unsupported)),
+        (Error::Invalid("x".into()), Some(ErrorCode::Unsupported)),
         // A client that went away mid-body is the client's problem...
         (
             Error::Storage(berth_storage::Error::Body(std::io::Error::other("reset"))),
@@ -858,13 +883,21 @@ fn error_codes() {
     }
     covered.sort();
     covered.dedup();
-    assert_eq!(covered.len(), 16, "every variant has a case: {covered:?}");
+    assert_eq!(covered.len(), 22, "every variant has a case: {covered:?}");
     // Messages carry what a client needs to act on.
     assert!(
         Error::UploadRange { current: 42 }
             .to_string()
             .contains("42"),
         "the offset to resume from"
+    );
+    assert!(
+        Error::TooManyRequests {
+            retry_after_secs: 7
+        }
+        .to_string()
+        .contains('7'),
+        "when to retry"
     );
     assert!(
         Error::ManifestBlobUnknown {

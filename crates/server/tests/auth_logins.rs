@@ -662,3 +662,53 @@ fn a_pipelines_id_token_logs_in_as_its_robot() {
     let (ok, _) = docker.login(&addr, "robot$team-ci+deploy", &parts.join("."));
     assert!(!ok, "tampered token");
 }
+
+#[test]
+fn the_ui_login_opens_sessions_for_users_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let berth = start(dir.path());
+    let admin = Api::new(&berth, "admin", ADMIN_PASSWORD);
+    admin.ok(
+        "POST",
+        "/projects",
+        Some(json!({ "name": "ui", "public": false })),
+    );
+    let robot = admin.ok(
+        "POST",
+        "/projects/ui/robots",
+        Some(json!({ "name": "r", "permissions": grants("ui", &["pull"]) })),
+    );
+    let b = browser();
+    let login = |user: &str, password: &str| {
+        b.post(format!("{}/api/v1/auth/login", berth.url))
+            .json(&json!({ "username": user, "password": password }))
+            .send()
+            .unwrap()
+    };
+    let ok = login("admin", ADMIN_PASSWORD);
+    assert_eq!(ok.status(), 200);
+    let session = set_cookie(&ok, "berth_session").expect("session cookie");
+    let me: Value = b
+        .get(format!("{}/api/v1/me", berth.url))
+        .header(reqwest::header::COOKIE, format!("berth_session={session}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(me["name"], json!("admin"));
+    // LDAP users log in too; robots may not open a session.
+    assert_eq!(login("bob", "bobpass").status(), 200);
+    let refused = login(
+        robot["name"].as_str().unwrap(),
+        robot["secret"].as_str().unwrap(),
+    );
+    assert_eq!(refused.status(), 403);
+    assert_eq!(login("admin", "wrong-password").status(), 401);
+    // Logout clears the cookie.
+    let out = b
+        .post(format!("{}/api/v1/auth/logout", berth.url))
+        .send()
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(set_cookie(&out, "berth_session").as_deref(), Some(""));
+}

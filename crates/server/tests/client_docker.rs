@@ -1,4 +1,5 @@
-//! The real Docker client and engine against the real `berth` binary:
+//! The real Docker client and engine against the real `berth` binary,
+//! logged in with `docker login` (so the engine uses the token endpoint):
 //! push, pull, digests and content of a single-platform image, and a
 //! multi-platform manifest list made with `docker manifest`.
 //!
@@ -10,18 +11,17 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Berth, http_get, require_tool, run, run_status, unique};
+use common::{Berth, DockerCli, http_get, require_tool, run, run_status, unique};
 
 const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-/// Runs docker commands with a private client config directory (so manifest
-/// lists made by `docker manifest create` do not leak between tests) and
-/// removes every local image it tagged when dropped.
+/// Runs docker commands with a private client config directory (so logins
+/// and manifest lists made by `docker manifest create` do not leak between
+/// tests) and removes every local image it tagged when dropped.
 struct Docker {
-    bin: PathBuf,
-    config: tempfile::TempDir,
+    cli: DockerCli,
     images: Vec<String>,
     containers: Vec<String>,
 }
@@ -31,8 +31,7 @@ impl Docker {
         let bin = require_tool("docker");
         require_tool("tar");
         let d = Docker {
-            bin,
-            config: tempfile::tempdir().expect("temp dir"),
+            cli: DockerCli::new(&bin),
             images: Vec::new(),
             containers: Vec::new(),
         };
@@ -46,9 +45,7 @@ impl Docker {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.env("DOCKER_CONFIG", self.config.path()).args(args);
-        c
+        self.cli.cmd(args)
     }
 
     fn run(&self, args: &[&str]) -> String {
@@ -166,6 +163,21 @@ fn docker_push_rmi_pull_round_trip() {
         .trim()
         .to_string();
 
+    // Without a login the registry refuses the push.
+    let anonymous = run_status(&mut docker.cmd(&["push", &image]));
+    assert!(
+        !anonymous.status.success(),
+        "an anonymous docker push was accepted: {anonymous:?}"
+    );
+    let refusal = String::from_utf8_lossy(&anonymous.stderr).to_lowercase();
+    assert!(
+        refusal.contains("denied")
+            || refusal.contains("unauthorized")
+            || refusal.contains("no basic auth credentials"),
+        "{refusal}"
+    );
+
+    docker.cli.login(&server.addr);
     let push = docker.run(&["push", &image]);
     let digest = pushed_digest(&push);
     assert_sha256_digest(&digest);
@@ -286,12 +298,22 @@ fn docker_push_rmi_pull_round_trip() {
             .trim(),
         local_id
     );
+
+    // Logged out, the private repository cannot be pulled any more.
+    docker.cli.logout(&server.addr);
+    docker.run(&["rmi", &image3]);
+    let anonymous = run_status(&mut docker.cmd(&["pull", &image3]));
+    assert!(
+        !anonymous.status.success(),
+        "an anonymous docker pull of a private repository succeeded: {anonymous:?}"
+    );
 }
 
 #[test]
 fn docker_manifest_list_multi_platform() {
     let server = Berth::start();
     let mut docker = Docker::new();
+    docker.cli.login(&server.addr);
     let work = tempfile::tempdir().unwrap();
     let repo = format!("team/{}", unique("multi"));
     let amd = format!("{}/{repo}:amd64", server.addr);
@@ -423,4 +445,5 @@ fn docker_manifest_list_multi_platform() {
     let inspected: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(inspected["manifests"].as_array().map(Vec::len), Some(2));
     let _ = docker.cmd(&["manifest", "rm", &list]).output();
+    docker.cli.logout(&server.addr);
 }

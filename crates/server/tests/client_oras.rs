@@ -2,7 +2,8 @@
 //! scripts/install-test-deps.sh) against the real `berth` binary: artifacts
 //! with an artifactType pushed monolithically and in chunks, pulled back
 //! byte for byte, referrers attached with `subject` and found through the
-//! referrers API (with the artifactType filter). The checks live in
+//! referrers API (with the artifactType filter), logged in as the admin (the
+//! client uses the registry's token endpoint). The checks live in
 //! tests/oras_client.py, which exits non-zero on any mismatch.
 
 mod common;
@@ -37,6 +38,8 @@ fn oras_python_client_artifacts_and_referrers() {
             .arg(&server.addr)
             .arg(&repo)
             .arg(work.path().join("oras-work"))
+            .env("BERTH_TEST_USERNAME", common::ADMIN_USER)
+            .env("BERTH_TEST_PASSWORD", common::ADMIN_PASSWORD)
             .env("PYTHONUNBUFFERED", "1"),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,6 +1,8 @@
 //! buildah and podman against the real `berth` binary. Every tool instance
 //! gets its own storage (vfs driver, `--root`/`--runroot` in a temp dir), so
-//! a pull really goes through the registry and tests do not collide.
+//! a pull really goes through the registry and tests do not collide. Each
+//! push and pull passes `--creds` (the admin), so the tools go through the
+//! registry's token endpoint.
 
 mod common;
 
@@ -97,6 +99,7 @@ fn read_digest(path: &Path) -> String {
 #[test]
 fn buildah_push_podman_pull_and_push_formats() {
     let server = Berth::start();
+    let creds = common::admin_creds();
     let work = tempfile::tempdir().unwrap();
     let buildah = Store::new("buildah", work.path());
     let repo = format!("team/{}", unique("bb"));
@@ -126,6 +129,8 @@ fn buildah_push_podman_pull_and_push_formats() {
     buildah.run(&[
         "push",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "--digestfile",
         df.to_str().unwrap(),
         &local,
@@ -149,7 +154,13 @@ fn buildah_push_podman_pull_and_push_formats() {
 
     // podman, in its own store: pull, compare, look inside.
     let podman = Store::new("podman", work.path());
-    podman.run(&["pull", "--tls-verify=false", &format!("docker://{reg}:1")]);
+    podman.run(&[
+        "pull",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{reg}:1"),
+    ]);
     let image = format!("{reg}:1");
     assert_eq!(podman.image_id(&image), built_id);
     assert_eq!(
@@ -182,6 +193,8 @@ fn buildah_push_podman_pull_and_push_formats() {
     podman.run(&[
         "push",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "--format",
         "v2s2",
         "--digestfile",
@@ -204,6 +217,8 @@ fn buildah_push_podman_pull_and_push_formats() {
     podman.run(&[
         "push",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "--format",
         "oci",
         "--digestfile",
@@ -229,6 +244,8 @@ fn buildah_push_podman_pull_and_push_formats() {
     podman2.run(&[
         "pull",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         &format!("docker://{reg}:2-v2s2"),
     ]);
     let image2 = format!("{reg}:2-v2s2");
@@ -250,6 +267,8 @@ fn buildah_push_podman_pull_and_push_formats() {
     podman2.run(&[
         "pull",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         &format!("docker://{reg}@{pushed}"),
     ]);
     assert_eq!(podman2.image_id(&format!("{reg}@{pushed}")), built_id);
@@ -258,6 +277,7 @@ fn buildah_push_podman_pull_and_push_formats() {
 #[test]
 fn podman_import_push_manifest_without_media_type() {
     let server = Berth::start();
+    let creds = common::admin_creds();
     let work = tempfile::tempdir().unwrap();
     require_tool("tar");
     let podman = Store::new("podman", work.path());
@@ -288,6 +308,8 @@ fn podman_import_push_manifest_without_media_type() {
     podman.run(&[
         "push",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "--digestfile",
         df.to_str().unwrap(),
         &local,
@@ -316,7 +338,13 @@ fn podman_import_push_manifest_without_media_type() {
 
     // Pull it into a fresh store: same id, same file.
     let other = Store::new("podman", work.path());
-    other.run(&["pull", "--tls-verify=false", &format!("docker://{reg}:1")]);
+    other.run(&[
+        "pull",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{reg}:1"),
+    ]);
     let image = format!("{reg}:1");
     assert_eq!(other.image_id(&image), imported);
     assert_eq!(
@@ -336,6 +364,7 @@ fn podman_import_push_manifest_without_media_type() {
 #[test]
 fn podman_manifest_list_push_all_and_pull_by_arch() {
     let server = Berth::start();
+    let creds = common::admin_creds();
     let work = tempfile::tempdir().unwrap();
     require_tool("tar");
     let podman = Store::new("podman", work.path());
@@ -388,6 +417,8 @@ fn podman_manifest_list_push_all_and_pull_by_arch() {
         "push",
         "--all",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "--digestfile",
         df.to_str().unwrap(),
         &list,
@@ -435,6 +466,8 @@ fn podman_manifest_list_push_all_and_pull_by_arch() {
     other.run(&[
         "pull",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "--arch",
         "arm64",
         &format!("docker://{reg}:multi"),

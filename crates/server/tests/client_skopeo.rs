@@ -1,7 +1,9 @@
 //! skopeo (containers/image) against the real `berth` binary: copies between
 //! an OCI image layout built by the test and the registry, byte for byte;
 //! inspect, list-tags, conversion to Docker schema 2, an OCI image index with
-//! `--all`, and delete by digest.
+//! `--all`, and delete by digest. Every registry access passes the admin's
+//! `--creds`/`--src-creds`/`--dest-creds`, so skopeo goes through the
+//! registry's token endpoint.
 
 mod common;
 
@@ -262,6 +264,7 @@ fn fixture() -> Fixture {
 #[test]
 fn skopeo_oci_layout_round_trip_is_byte_identical() {
     let f = fixture();
+    let creds = common::admin_creds();
     let repo = format!("skopeo/{}", unique("img"));
     let dest = format!("docker://{}/{repo}", f.server.addr);
     let src = f.src.to_str().unwrap();
@@ -270,6 +273,8 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
         "copy",
         "--preserve-digests",
         "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
         &format!("oci:{src}:1.0"),
         &format!("{dest}:1.0"),
     ]);
@@ -306,6 +311,8 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
         "--preserve-digests",
         "--dest-oci-accept-uncompressed-layers",
         "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
         &format!("{dest}:1.0"),
         &format!("oci:{out_s}:1.0"),
     ]);
@@ -332,6 +339,8 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
     let raw = skopeo(&[
         "inspect",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "--raw",
         &format!("{dest}:1.0"),
     ]);
@@ -339,6 +348,8 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
     let config_raw = skopeo(&[
         "inspect",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "--config",
         "--raw",
         &format!("{dest}:1.0"),
@@ -351,6 +362,8 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
     let info: serde_json::Value = serde_json::from_str(&skopeo(&[
         "inspect",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         &format!("{dest}:1.0"),
     ]))
     .unwrap();
@@ -367,6 +380,8 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
         "copy",
         "--preserve-digests",
         "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
         &format!("oci:{src}:gz"),
         &format!("{dest}:gz"),
     ]);
@@ -374,7 +389,11 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
         "copy",
         "--preserve-digests",
         "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
         "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
         &format!("{dest}:1.0"),
         &format!("{dest}:latest"),
     ]);
@@ -386,8 +405,14 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
         latest.body, f.m1,
         "registry-to-registry copy changed the manifest"
     );
-    let listed: serde_json::Value =
-        serde_json::from_str(&skopeo(&["list-tags", "--tls-verify=false", &dest])).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &dest,
+    ]))
+    .unwrap();
     let mut listed_tags: Vec<String> = serde_json::from_value(listed["Tags"].clone()).unwrap();
     listed_tags.sort();
     assert_eq!(listed_tags, vec!["1.0", "gz", "latest"]);
@@ -406,6 +431,8 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
         "copy",
         "--preserve-digests",
         "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
         &format!("oci:{src}:gz"),
         &format!("{dest}:latest"),
     ]);
@@ -425,6 +452,7 @@ fn skopeo_oci_layout_round_trip_is_byte_identical() {
 #[test]
 fn skopeo_zstd_compressed_layers() {
     let f = fixture();
+    let creds = common::admin_creds();
     let repo = format!("skopeo/{}", unique("zstd"));
     let dest = format!("docker://{}/{repo}", f.server.addr);
     let src = f.src.to_str().unwrap();
@@ -432,6 +460,8 @@ fn skopeo_zstd_compressed_layers() {
     skopeo(&[
         "copy",
         "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
         "--dest-compress-format",
         "zstd",
         &format!("oci:{src}:gz"),
@@ -465,6 +495,8 @@ fn skopeo_zstd_compressed_layers() {
         "copy",
         "--preserve-digests",
         "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
         &format!("{dest}:zstd"),
         &format!("oci:{}:zstd", out.to_str().unwrap()),
     ]);
@@ -483,6 +515,7 @@ fn skopeo_zstd_compressed_layers() {
 #[test]
 fn skopeo_converts_to_docker_schema2_and_deletes_by_digest() {
     let f = fixture();
+    let creds = common::admin_creds();
     let repo = format!("skopeo/{}", unique("v2s2"));
     let dest = format!("docker://{}/{repo}", f.server.addr);
     let src = f.src.to_str().unwrap();
@@ -490,6 +523,8 @@ fn skopeo_converts_to_docker_schema2_and_deletes_by_digest() {
     skopeo(&[
         "copy",
         "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
         "--format",
         "v2s2",
         &format!("oci:{src}:gz"),
@@ -499,6 +534,8 @@ fn skopeo_converts_to_docker_schema2_and_deletes_by_digest() {
         "copy",
         "--preserve-digests",
         "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
         &format!("oci:{src}:1.0"),
         &format!("{dest}:keep"),
     ]);
@@ -525,6 +562,8 @@ fn skopeo_converts_to_docker_schema2_and_deletes_by_digest() {
     skopeo(&[
         "copy",
         "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
         &format!("{dest}:v2s2"),
         &format!("dir:{}", out.to_str().unwrap()),
     ]);
@@ -545,6 +584,8 @@ fn skopeo_converts_to_docker_schema2_and_deletes_by_digest() {
     skopeo(&[
         "delete",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         &format!("docker://{}/{repo}@{v2_digest}", f.server.addr),
     ]);
     let by_digest = http_get(
@@ -568,6 +609,8 @@ fn skopeo_converts_to_docker_schema2_and_deletes_by_digest() {
         "--insecure-policy",
         "inspect",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         "--raw",
         &format!("{dest}:v2s2"),
     ]));
@@ -575,8 +618,14 @@ fn skopeo_converts_to_docker_schema2_and_deletes_by_digest() {
         !gone.status.success(),
         "skopeo still finds the deleted image"
     );
-    let listed: serde_json::Value =
-        serde_json::from_str(&skopeo(&["list-tags", "--tls-verify=false", &dest])).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &dest,
+    ]))
+    .unwrap();
     assert_eq!(listed["Tags"], serde_json::json!(["keep"]));
     let keep = http_get(
         &format!("{}/v2/{repo}/manifests/keep", f.server.url),
@@ -598,6 +647,8 @@ fn skopeo_converts_to_docker_schema2_and_deletes_by_digest() {
         "--insecure-policy",
         "delete",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         &format!("docker://{}/{repo}@{v2_digest}", f.server.addr),
     ]));
     assert!(!again.status.success(), "deleting twice succeeded");
@@ -606,6 +657,7 @@ fn skopeo_converts_to_docker_schema2_and_deletes_by_digest() {
 #[test]
 fn skopeo_copy_all_oci_index() {
     let f = fixture();
+    let creds = common::admin_creds();
     let repo = format!("skopeo/{}", unique("index"));
     let dest = format!("docker://{}/{repo}", f.server.addr);
     let src = f.src.to_str().unwrap();
@@ -615,6 +667,8 @@ fn skopeo_copy_all_oci_index() {
         "--all",
         "--preserve-digests",
         "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
         &format!("oci:{src}:multi"),
         &format!("{dest}:multi"),
     ]);
@@ -644,6 +698,8 @@ fn skopeo_copy_all_oci_index() {
         "--preserve-digests",
         "--dest-oci-accept-uncompressed-layers",
         "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
         &format!("{dest}:multi"),
         &format!("oci:{}:multi", out.to_str().unwrap()),
     ]);
@@ -676,6 +732,8 @@ fn skopeo_copy_all_oci_index() {
         "copy",
         "--dest-oci-accept-uncompressed-layers",
         "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
         &format!("{dest}:multi"),
         &format!("oci:{}:arm", single.to_str().unwrap()),
     ]);

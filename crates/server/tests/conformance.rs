@@ -1131,7 +1131,9 @@ struct Ctx {
 
 fn start() -> (Berth, Ctx) {
     let berth = Berth::start();
-    let http = reqwest::Client::builder().build().expect("HTTP client");
+    // The admin's Basic credentials on every request (`OCI_USERNAME`,
+    // `OCI_PASSWORD` in the Go suite).
+    let http = common::client_builder().build().expect("HTTP client");
     let ctx = Ctx {
         c: Client {
             http,

@@ -51,7 +51,7 @@ struct Server {
 
 impl Server {
     fn new(url: &str) -> Arc<Server> {
-        let client = Client::builder()
+        let client = common::client_builder()
             .no_proxy()
             // A guard against a hung test, not a performance assertion.
             .timeout(Duration::from_secs(120))
@@ -829,6 +829,8 @@ async fn kill9_during_concurrent_pushes() {
     let problems = Problems::default();
     let mut berth = tokio::task::block_in_place(Berth::start);
     let data_dir = berth.data_dir.clone();
+    // A pusher's first request may be a HEAD: the project must exist.
+    common::create_project(&berth.url, "crash").await;
     let shared = Arc::new(random_bytes(&mut rng, MIB));
     let mut all: Vec<ImageRec> = Vec::new();
     // repository -> tags that resolve after the last restart

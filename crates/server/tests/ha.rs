@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use common::{
-    Berth, digest_of, require_tool, run, run_status, service_env, shared_backends, unique,
+    Berth, DockerCli, digest_of, require_tool, run, run_status, service_env, shared_backends,
+    unique,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -72,7 +73,7 @@ fn start_cluster(env: &[(String, String)], n: usize) -> Vec<Node> {
 }
 
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    common::client_builder()
         .no_proxy()
         // A guard against a hung test, not a performance assertion.
         .timeout(Duration::from_secs(120))
@@ -686,22 +687,22 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
 // ---------------------------------------------------------------------------
 
 /// Removes the local images a test made, even when it fails.
-struct LocalImages {
-    docker: PathBuf,
+struct LocalImages<'a> {
+    docker: &'a DockerCli,
     refs: Vec<String>,
 }
 
-impl Drop for LocalImages {
+impl Drop for LocalImages<'_> {
     fn drop(&mut self) {
         for r in &self.refs {
-            let _ = run_status(Command::new(&self.docker).args(["rmi", "-f", r]));
+            let _ = run_status(&mut self.docker.cmd(&["rmi", "-f", r]));
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_push_through_node_1_pulls_through_node_2() {
-    let docker = require_tool("docker");
+    let docker = DockerCli::new(&require_tool("docker"));
     let tar_tool = require_tool("tar");
     let env = shared_backends("ha").await;
     let nodes = tokio::task::block_in_place(|| start_cluster(&env, 3));
@@ -728,22 +729,23 @@ async fn docker_push_through_node_1_pulls_through_node_2() {
         let pushed_ref = format!("{}/{repo}:1.0", nodes[0].berth.addr);
         let pulled_ref = format!("{}/{repo}:1.0", nodes[1].berth.addr);
         let _cleanup = LocalImages {
-            docker: docker.clone(),
+            docker: &docker,
             refs: vec![pushed_ref.clone(), pulled_ref.clone()],
         };
-        run(Command::new(&docker)
-            .arg("import")
-            .arg(&tar)
-            .arg(&pushed_ref));
-        let push = run(Command::new(&docker).args(["push", &pushed_ref]));
+        run(docker.cmd(&["import"]).arg(&tar).arg(&pushed_ref));
+        // One login per node address, as docker keys credentials by
+        // registry host; the token endpoint of either node serves it.
+        docker.login(&nodes[0].berth.addr);
+        docker.login(&nodes[1].berth.addr);
+        let push = run(&mut docker.cmd(&["push", &pushed_ref]));
         let pushed_digest = push
             .split_whitespace()
             .find(|w| w.starts_with("sha256:"))
             .unwrap_or_else(|| panic!("no digest in: {push}"))
             .to_string();
-        run(Command::new(&docker).args(["rmi", &pushed_ref]));
-        run(Command::new(&docker).args(["pull", &pulled_ref]));
-        let repo_digests = run(Command::new(&docker).args([
+        run(&mut docker.cmd(&["rmi", &pushed_ref]));
+        run(&mut docker.cmd(&["pull", &pulled_ref]));
+        let repo_digests = run(&mut docker.cmd(&[
             "image",
             "inspect",
             "--format",
@@ -755,26 +757,45 @@ async fn docker_push_through_node_1_pulls_through_node_2() {
             "{repo_digests} lacks {pushed_digest}"
         );
         // The pulled image has the file we put in.
-        let container = run(Command::new(&docker).args(["create", &pulled_ref, "/x"]))
+        let container = run(&mut docker.cmd(&["create", &pulled_ref, "/x"]))
             .trim()
             .to_string();
         let out = work.path().join("ha.txt");
         let copied = run_status(
-            Command::new(&docker)
-                .arg("cp")
+            docker
+                .cmd(&["cp"])
                 .arg(format!("{container}:/etc/ha.txt"))
                 .arg(&out),
         );
-        let _ = run_status(Command::new(&docker).args(["rm", "-f", &container]));
+        let _ = run_status(&mut docker.cmd(&["rm", "-f", &container]));
         assert!(copied.status.success(), "docker cp: {copied:?}");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), content);
-        // Node 3 serves the same manifest.
-        let r = common::http_get(
-            &format!("{}/v2/{repo}/manifests/1.0", nodes[2].berth.url),
-            common::ACCEPT_ALL_MANIFESTS,
+        // Node 3 serves the same manifest, to a bearer token node 1 issued
+        // (the signing keys are shared through the database).
+        let token = common::http(
+            "GET",
+            &format!(
+                "{}/service/token?service=berth&scope=repository:{repo}:pull",
+                nodes[0].berth.url
+            ),
+            &[],
+            None,
         );
-        assert_eq!(r.status, 200);
+        assert_eq!(token.status, 200, "{token:?}");
+        let bearer = format!("Bearer {}", token.json()["token"].as_str().unwrap());
+        let r = common::http(
+            "GET",
+            &format!("{}/v2/{repo}/manifests/1.0", nodes[2].berth.url),
+            &[
+                ("Accept", common::ACCEPT_ALL_MANIFESTS),
+                ("Authorization", &bearer),
+            ],
+            None,
+        );
+        assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(r.header("docker-content-digest"), pushed_digest);
+        docker.logout(&nodes[0].berth.addr);
+        docker.logout(&nodes[1].berth.addr);
         println!(
             "docker: pushed {repo}:1.0 ({pushed_digest}) through node 1 ({}), \
              pulled through node 2 ({}), manifest also on node 3",
@@ -906,6 +927,8 @@ async fn node_killed_during_pushes_loses_no_acknowledged_push() {
     for n in &nodes {
         assert_ready(&http, &n.berth.url).await;
     }
+    // The clients HEAD each blob before uploading it: the project must exist.
+    common::create_project(&nodes[0].berth.url, "ha").await;
     let live = Live::new(nodes.iter().map(|n| n.berth.url.clone()).collect());
     let figs = Arc::new(Figures::default());
     let policy = Policy {
@@ -1027,6 +1050,8 @@ async fn rolling_restart_under_load_fails_no_client_operation() {
     for n in &nodes {
         assert_ready(&http, &n.berth.url).await;
     }
+    // The clients HEAD each blob before uploading it: the project must exist.
+    common::create_project(&nodes[0].berth.url, "ha").await;
     let live = Live::new(nodes.iter().map(|n| n.berth.url.clone()).collect());
     let figs = Arc::new(Figures::default());
     let policy = Policy {
@@ -1225,7 +1250,22 @@ async fn kubernetes_manifests_parse_and_their_config_starts_berth() {
         "the emptyDir is the data dir"
     );
     assert_eq!(of_kind("Service").len(), 1);
-    assert_eq!(of_kind("Secret").len(), 1);
+    let secret = of_kind("Secret");
+    assert_eq!(secret.len(), 1);
+    // The system admin's first password comes from the Secret.
+    let admin = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "BERTH_ADMIN_PASSWORD")
+        .expect("BERTH_ADMIN_PASSWORD in the pod environment");
+    let key = &admin["valueFrom"]["secretKeyRef"];
+    assert_eq!(key["name"], secret[0]["metadata"]["name"], "{admin}");
+    let key = key["key"].as_str().expect("a Secret key");
+    assert!(
+        secret[0]["stringData"][key].is_string(),
+        "the Secret has no {key}"
+    );
 
     // Every BERTH_* variable the pods get is a documented setting.
     let readme =
@@ -1249,7 +1289,8 @@ async fn kubernetes_manifests_parse_and_their_config_starts_berth() {
         .find_map(|m| m["data"]["berth.toml"].as_str())
         .expect("a ConfigMap with berth.toml")
         .to_string();
-    assert!(config.contains("allow_unauthenticated_remote = true"));
+    // Authentication is always on: there is no switch to turn it off.
+    assert!(!config.contains("allow_unauthenticated"), "{config}");
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("berth.toml");
     std::fs::write(&file, &config).unwrap();
@@ -1268,6 +1309,12 @@ async fn kubernetes_manifests_parse_and_their_config_starts_berth() {
     let data = work.path().join("data");
     let node = tokio::task::block_in_place(|| Berth::start_env(&data, "127.0.0.1:0", &[], &env));
     assert_ready(&http_client(), &node.url).await;
+    let v2 = http_client()
+        .get(format!("{}/v2/", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v2.status(), StatusCode::OK);
     println!(
         "kubernetes: {} files, {} objects parse; berth.toml from the ConfigMap serves on {}",
         files.len(),

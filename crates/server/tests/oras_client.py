@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The Python ORAS client (PyPI `oras`) against a running berth registry.
 
-Usage: oras_client.py HOST:PORT REPOSITORY WORKDIR
+Usage: BERTH_TEST_USERNAME=... BERTH_TEST_PASSWORD=... oras_client.py HOST:PORT REPOSITORY WORKDIR
 
-Pushes artifacts (monolithic and chunked uploads), pulls them back byte for
+Logs in with the credentials from the environment (the ORAS client then
+fetches bearer tokens from the registry's token endpoint; the plain HTTP
+cross-checks send Basic credentials), pushes artifacts (monolithic and chunked uploads), pulls them back byte for
 byte, attaches referrers with a `subject`, and checks the referrers API with
 and without the artifactType filter. Any mismatch raises, so the exit status
 is non-zero; on success the last line is `ORAS-OK {json summary}`.
@@ -55,8 +57,12 @@ def read(path: str) -> bytes:
         return f.read()
 
 
+# Plain HTTP cross-checks, with Basic credentials (set in main).
+http = requests.Session()
+
+
 def get_manifest_raw(base: str, repo: str, ref: str):
-    r = requests.get(
+    r = http.get(
         f"{base}/v2/{repo}/manifests/{ref}",
         headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
         timeout=60,
@@ -104,7 +110,25 @@ def main():
     base = f"http://{addr}"
     os.makedirs(WORK, exist_ok=True)
     os.chdir(WORK)  # oras validates that pushed files are under the cwd
+    username, password = os.environ["BERTH_TEST_USERNAME"], os.environ["BERTH_TEST_PASSWORD"]
+    http.auth = (username, password)
+
+    # Without credentials the registry answers 401 with a Bearer challenge
+    # naming its token endpoint.
+    r = requests.get(f"{base}/v2/{repo}/tags/list", timeout=60)
+    challenge = r.headers.get("WWW-Authenticate", "")
+    check(r.status_code == 401, f"anonymous tags list -> 401 (got {r.status_code})")
+    check(
+        challenge.startswith(f'Bearer realm="{base}/service/token"'),
+        f"401 carries a Bearer challenge with the token endpoint ({challenge!r})",
+    )
+
     client = oras.client.OrasClient(hostname=addr, insecure=True)
+    # oras-py's login records the credentials in a Docker config file (a
+    # private one here, not the user's) and uses them for token requests.
+    docker_config = os.path.join(WORK, "docker-config.json")
+    login = client.login(username=username, password=password, hostname=addr, config_path=docker_config)
+    check(login.get("Status") == "Login Succeeded", f"oras login ({login})")
     summary = {}
 
     # -- 1. monolithic push with the high-level API (artifact type from the
@@ -121,6 +145,7 @@ def main():
         manifest_annotations={"org.opencontainers.image.title": "mono"},
     )
     check(res.status_code == 201, f"push mono -> 201 (got {res.status_code})")
+    check(client.auth.token is not None, "the client pushed with a bearer token from the token endpoint")
     mono_digest = res.headers.get("Docker-Content-Digest", "")
     check(mono_digest.startswith("sha256:"), f"push mono returns Docker-Content-Digest ({mono_digest!r})")
     check(
@@ -139,7 +164,7 @@ def main():
     check(read(os.path.join(out, "docs/readme.md")) == read(doc_a), "pulled directory file 1 is byte-identical")
     check(read(os.path.join(out, "docs/sub/data.bin")) == read(doc_b), "pulled directory file 2 is byte-identical")
     check(len(mono["layers"]) == 2 and mono["layers"][1]["mediaType"] == oras.defaults.default_blob_dir_media_type, "directory stored as a tar+gzip layer")
-    r = requests.get(f"{base}/v2/{repo}/blobs/{mono['config']['digest']}", timeout=60)
+    r = http.get(f"{base}/v2/{repo}/blobs/{mono['config']['digest']}", timeout=60)
     check(r.status_code == 200 and r.content == read(cfg), "config blob byte-identical")
     summary["mono"] = mono_digest
 
@@ -158,7 +183,7 @@ def main():
     pulled = client.pull(target=f"{addr}/{repo}:chunked", outdir=out)
     check(len(pulled) == 1 and read(pulled[0]) == read(big), "pulled chunked blob is byte-identical")
     big_digest = sha256(read(big))
-    h = requests.head(f"{base}/v2/{repo}/blobs/{big_digest}", timeout=60)
+    h = http.head(f"{base}/v2/{repo}/blobs/{big_digest}", timeout=60)
     check(h.status_code == 200, f"HEAD big blob -> 200 ({h.status_code})")
     check(h.headers.get("Content-Length") == str(len(read(big))), f"HEAD big blob Content-Length ({h.headers.get('Content-Length')})")
     check(h.headers.get("Docker-Content-Digest") == big_digest, "HEAD big blob Docker-Content-Digest")
@@ -216,7 +241,7 @@ def main():
     check(res.headers.get("OCI-Subject") == mono_digest, "signature PUT answers OCI-Subject")
     sig_size = len(get_manifest_raw(base, repo, "sig").content)
 
-    r = requests.get(f"{base}/v2/{repo}/referrers/{mono_digest}", timeout=60)
+    r = http.get(f"{base}/v2/{repo}/referrers/{mono_digest}", timeout=60)
     check(r.status_code == 200, f"GET referrers -> 200 (got {r.status_code} {r.text[:300]})")
     check(
         r.headers.get("Content-Type", "").startswith(OCI_INDEX),
@@ -240,7 +265,7 @@ def main():
     check("OCI-Filters-Applied" not in r.headers, "no OCI-Filters-Applied without a filter")
 
     # The filter.
-    r = requests.get(f"{base}/v2/{repo}/referrers/{mono_digest}", params={"artifactType": SBOM_TYPE}, timeout=60)
+    r = http.get(f"{base}/v2/{repo}/referrers/{mono_digest}", params={"artifactType": SBOM_TYPE}, timeout=60)
     check(r.status_code == 200, f"GET referrers?artifactType -> 200 ({r.status_code})")
     check(
         r.headers.get("OCI-Filters-Applied") == "artifactType",
@@ -248,14 +273,14 @@ def main():
     )
     filtered = [d["digest"] for d in r.json().get("manifests", [])]
     check(filtered == [sbom_digest], f"filter keeps only the SBOM ({filtered})")
-    r = requests.get(f"{base}/v2/{repo}/referrers/{mono_digest}", params={"artifactType": "application/x-none"}, timeout=60)
+    r = http.get(f"{base}/v2/{repo}/referrers/{mono_digest}", params={"artifactType": "application/x-none"}, timeout=60)
     check(r.status_code == 200 and r.json().get("manifests") == [], f"filter with no match -> empty list ({r.text[:200]})")
 
     # A digest nobody refers to: 200 with an empty index.
-    r = requests.get(f"{base}/v2/{repo}/referrers/{chunked_digest}", timeout=60)
+    r = http.get(f"{base}/v2/{repo}/referrers/{chunked_digest}", timeout=60)
     check(r.status_code == 200, f"referrers of an unreferenced manifest -> 200 ({r.status_code})")
     check(r.json().get("manifests") == [], "referrers of an unreferenced manifest is empty")
-    r = requests.get(f"{base}/v2/{repo}/referrers/{sha256(os.urandom(16))}", timeout=60)
+    r = http.get(f"{base}/v2/{repo}/referrers/{sha256(os.urandom(16))}", timeout=60)
     check(r.status_code == 200 and r.json().get("manifests") == [], f"referrers of an unknown digest -> 200 empty ({r.status_code})")
 
     # The referrer itself is a normal manifest and pulls back intact.
@@ -269,16 +294,23 @@ def main():
     check(tags == ["bundle", "chunked", "mono", "sbom", "sig"], f"tags ({tags})")
 
     # Deleting a referrer (the client resolves the tag and deletes by
-    # digest) removes it from the referrers list.
-    check(client.delete_tag(f"{addr}/{repo}", "sig") is True, "delete_tag sig")
-    r = requests.get(f"{base}/v2/{repo}/manifests/{sig_digest}", headers={"Accept": OCI_MANIFEST}, timeout=60)
+    # digest) removes it from the referrers list. oras-py's token backend
+    # keeps the first token it got and, on a 401 insufficient_scope, retries
+    # with that same token instead of asking for the `delete` scope; its
+    # basic backend (Basic credentials on every request) can delete.
+    deleter = oras.client.OrasClient(hostname=addr, insecure=True, auth_backend="basic")
+    deleter.login(username=username, password=password, hostname=addr, config_path=docker_config)
+    check(deleter.delete_tag(f"{addr}/{repo}", "sig") is True, "delete_tag sig")
+    r = http.get(f"{base}/v2/{repo}/manifests/{sig_digest}", headers={"Accept": OCI_MANIFEST}, timeout=60)
     check(r.status_code == 404, f"deleted signature manifest -> 404 ({r.status_code})")
-    r = requests.get(f"{base}/v2/{repo}/referrers/{mono_digest}", timeout=60)
+    r = http.get(f"{base}/v2/{repo}/referrers/{mono_digest}", timeout=60)
     left = [d["digest"] for d in r.json().get("manifests", [])]
     check(r.status_code == 200 and left == [sbom_digest], f"referrers after deleting the signature ({left})")
     tags = sorted(client.get_tags(f"{addr}/{repo}"))
     check(tags == ["bundle", "chunked", "mono", "sbom"], f"tags after delete ({tags})")
 
+    client.logout(addr)
+    deleter.logout(addr)
     summary.update({"sbom": sbom_digest, "sig": sig_digest, "referrers": 1})
     print("ORAS-OK " + json.dumps(summary, sort_keys=True), flush=True)
 

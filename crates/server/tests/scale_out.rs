@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Berth, digest_of, require_tool, run, shared_backends, unique};
+use common::{Berth, DockerCli, digest_of, require_tool, run, shared_backends, unique};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -45,7 +45,7 @@ async fn two_nodes_share_postgres_and_s3() {
     let env = backends(&[]).await;
     let (_d1, n1) = node(&env);
     let (_d2, n2) = node(&env);
-    let client = reqwest::Client::new();
+    let client = common::client();
     for n in [&n1, &n2] {
         let r = client
             .get(format!("{}/readyz", n.url))
@@ -156,7 +156,7 @@ async fn two_nodes_share_postgres_and_s3() {
 async fn blob_reads_redirect_to_presigned_urls_when_configured() {
     let env = backends(&[("BERTH_S3_REDIRECT", "true")]).await;
     let (_d, n) = node(&env);
-    let client = reqwest::Client::builder()
+    let client = common::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -171,7 +171,8 @@ async fn blob_reads_redirect_to_presigned_urls_when_configured() {
     assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
     let location = r.headers()["location"].to_str().unwrap().to_string();
     assert!(location.contains("X-Amz-Signature"), "{location}");
-    let fetched = client.get(&location).send().await.unwrap();
+    // The presigned URL is the credential: no registry login goes to S3.
+    let fetched = reqwest::Client::new().get(&location).send().await.unwrap();
     assert_eq!(fetched.status(), StatusCode::OK);
     assert_eq!(fetched.bytes().await.unwrap().to_vec(), data);
     // HEAD answers from metadata; unknown blobs are not signed.
@@ -192,7 +193,7 @@ async fn blob_reads_redirect_to_presigned_urls_when_configured() {
 
 #[tokio::test]
 async fn docker_push_through_one_node_pulls_through_another() {
-    let docker = require_tool("docker");
+    let docker = DockerCli::new(&require_tool("docker"));
     let env = backends(&[]).await;
     let (_d1, n1) = node(&env);
     let (_d2, n2) = node(&env);
@@ -210,26 +211,27 @@ async fn docker_push_through_one_node_pulls_through_another() {
     let repo = unique("ha/docker");
     let pushed_ref = format!("{}/{repo}:1.0", n1.addr);
     let pulled_ref = format!("{}/{repo}:1.0", n2.addr);
-    run(Command::new(&docker)
-        .arg("import")
-        .arg(&tar)
-        .arg(&pushed_ref));
-    let push = run(Command::new(&docker).args(["push", &pushed_ref]));
+    run(docker.cmd(&["import"]).arg(&tar).arg(&pushed_ref));
+    docker.login(&n1.addr);
+    docker.login(&n2.addr);
+    let push = run(&mut docker.cmd(&["push", &pushed_ref]));
     let pushed_digest = push
         .split_whitespace()
         .find(|w| w.starts_with("sha256:"))
         .unwrap_or_else(|| panic!("no digest in: {push}"))
         .to_string();
-    run(Command::new(&docker).args(["rmi", &pushed_ref]));
-    run(Command::new(&docker).args(["pull", &pulled_ref]));
-    let repo_digests = run(Command::new(&docker).args([
+    run(&mut docker.cmd(&["rmi", &pushed_ref]));
+    run(&mut docker.cmd(&["pull", &pulled_ref]));
+    let repo_digests = run(&mut docker.cmd(&[
         "image",
         "inspect",
         "--format",
         "{{json .RepoDigests}}",
         &pulled_ref,
     ]));
-    run(Command::new(&docker).args(["rmi", &pulled_ref]));
+    run(&mut docker.cmd(&["rmi", &pulled_ref]));
+    docker.logout(&n1.addr);
+    docker.logout(&n2.addr);
     assert!(
         repo_digests.contains(&pushed_digest),
         "{repo_digests} lacks {pushed_digest}"

@@ -1,5 +1,6 @@
-//! `berth serve` as a process: configuration sources, the loopback guard,
-//! TLS, health/readiness/metrics, JSON logs and graceful shutdown.
+//! `berth serve` as a process: configuration sources, serving any address
+//! with authentication, the admin bootstrap, TLS, health/readiness/metrics,
+//! JSON logs and graceful shutdown.
 
 mod common;
 
@@ -7,32 +8,146 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Berth, require_tool, run};
+use common::{
+    ADMIN_PASSWORD, ADMIN_USER, Berth, Launch, PRINTED_ADMIN_PREFIX, admin_creds, http,
+    http_anonymous, require_tool, run,
+};
 
 fn berth() -> Command {
     Command::new(env!("CARGO_BIN_EXE_berth"))
 }
 
 #[test]
-fn non_loopback_listen_is_refused_without_explicit_consent() {
+fn non_loopback_listen_serves_and_challenges_unauthenticated_clients() {
+    // Every request is authenticated, so any address may be served.
     let dir = tempfile::tempdir().unwrap();
-    let out = berth()
-        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("allow_unauthenticated_remote"), "{stderr}");
-    assert!(stderr.contains("listen:"), "{stderr}");
-
-    let b = Berth::start_on(dir.path(), "0.0.0.0:0", &["--allow-unauthenticated-remote"]);
+    let b = Berth::start_on(dir.path(), "0.0.0.0:0", &[]);
     let port = b.addr.rsplit(':').next().unwrap();
-    let body =
-        run(Command::new(require_tool("curl"))
-            .args(["-sf", &format!("http://127.0.0.1:{port}/v2/")]));
-    assert_eq!(body, "{}");
+    let base = format!("http://127.0.0.1:{port}");
+    let anonymous = http_anonymous("GET", &format!("{base}/v2/"), &[], None);
+    assert_eq!(anonymous.status, 401, "{anonymous:?}");
+    assert_eq!(
+        anonymous.header("www-authenticate"),
+        format!(r#"Bearer realm="{base}/service/token",service="berth""#),
+        "{anonymous:?}"
+    );
+    assert_eq!(anonymous.json()["errors"][0]["code"], "UNAUTHORIZED");
+    assert_eq!(
+        anonymous.header("docker-distribution-api-version"),
+        "registry/2.0"
+    );
+    let admin = http("GET", &format!("{base}/v2/"), &[], None);
+    assert_eq!(admin.status, 200, "{admin:?}");
+    assert_eq!(admin.body, b"{}");
+}
+
+#[test]
+fn first_start_prints_a_generated_admin_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("first.log");
+    let mut b = Berth::launch(
+        &data,
+        Launch {
+            admin_password: false,
+            stderr: Some(&log),
+            envs: &[("RUST_LOG".into(), "info".into())],
+            ..Launch::default()
+        },
+    );
+    let password = b
+        .printed_admin_password
+        .clone()
+        .expect("a first start without BERTH_ADMIN_PASSWORD prints the admin password");
+    assert!(password.len() >= 16, "{password:?}");
+    let printed: Vec<String> = b
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| l.contains(&password))
+        .collect();
+    assert_eq!(
+        printed,
+        vec![format!("{PRINTED_ADMIN_PREFIX}{password}")],
+        "the password is printed on exactly one line"
+    );
+
+    let basic = |user: &str, password: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    let with = |auth: &str| {
+        http(
+            "GET",
+            &format!("{}/v2/", b.url),
+            &[("Authorization", auth)],
+            None,
+        )
+    };
+    assert_eq!(with(&basic(ADMIN_USER, &password)).status, 200);
+    // The test default is not this server's password.
+    assert_eq!(with(&basic(ADMIN_USER, ADMIN_PASSWORD)).status, 401);
+    assert_eq!(with(&basic(ADMIN_USER, &password)).status, 200);
+
+    // A restart finds the admin and prints nothing, with or without the
+    // variable; the generated password still works.
+    let status = b.stop();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let second_log = dir.path().join("second.log");
+    let again = Berth::launch(
+        &data,
+        Launch {
+            admin_password: false,
+            stderr: Some(&second_log),
+            envs: &[("RUST_LOG".into(), "info".into())],
+            ..Launch::default()
+        },
+    );
+    assert_eq!(again.printed_admin_password, None);
+    let admin_lines: Vec<String> = again
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| l.contains("system admin") || l.contains(&password))
+        .collect();
+    assert!(admin_lines.is_empty(), "{admin_lines:?}");
+    let ok = http(
+        "GET",
+        &format!("{}/v2/", again.url),
+        &[("Authorization", &basic(ADMIN_USER, &password))],
+        None,
+    );
+    assert_eq!(ok.status, 200, "{ok:?}");
+    drop(again);
+    let third = Berth::launch(&data, Launch::default());
+    assert_eq!(third.printed_admin_password, None);
+    let ok = http(
+        "GET",
+        &format!("{}/v2/", third.url),
+        &[("Authorization", &basic(ADMIN_USER, &password))],
+        None,
+    );
+    assert_eq!(
+        ok.status, 200,
+        "BERTH_ADMIN_PASSWORD does not reset an existing admin"
+    );
+    drop(third);
+
+    // Printed, never logged.
+    for file in [&log, &second_log] {
+        let logs = std::fs::read_to_string(file).unwrap();
+        assert!(
+            !logs.is_empty(),
+            "{} holds the server's logs",
+            file.display()
+        );
+        assert!(
+            !logs.contains(&password),
+            "the admin password appears in the logs ({}):\n{logs}",
+            file.display()
+        );
+    }
 }
 
 #[test]
@@ -74,6 +189,7 @@ fn config_file_environment_and_flags_take_effect() {
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&file)
         .env("BERTH_DATA_DIR", &from_env)
+        .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -108,6 +224,8 @@ fn health_readiness_and_metrics() {
     );
     run(Command::new(&curl).args([
         "-sf",
+        "-u",
+        &admin_creds(),
         "-X",
         "POST",
         &format!("{}/v2/m/blobs/uploads/", b.url),
@@ -140,6 +258,7 @@ fn json_logs_are_one_object_per_line() {
         ])
         .arg(dir.path())
         .env("RUST_LOG", "info")
+        .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -247,6 +366,8 @@ fn tls_from_certificate_and_key_files() {
     let out = run(Command::new(&curl).args([
         "-sS",
         "-i",
+        "-u",
+        &admin_creds(),
         "--cacert",
         d.join("ca.crt").to_str().unwrap(),
         &format!("{}/v2/", b.url),
@@ -262,7 +383,14 @@ fn tls_from_certificate_and_key_files() {
     );
     // Plain HTTP on the TLS port is not served.
     let plain = Command::new(&curl)
-        .args(["-sf", "--max-time", "5", &format!("http://{}/v2/", b.addr)])
+        .args([
+            "-sf",
+            "-u",
+            &admin_creds(),
+            "--max-time",
+            "5",
+            &format!("http://{}/v2/", b.addr),
+        ])
         .output()
         .unwrap();
     assert!(!plain.status.success());
@@ -273,7 +401,7 @@ fn sigterm_lets_in_flight_requests_finish() {
     let mut b = Berth::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = common::client();
         let resp = client
             .post(format!("{}/v2/drain/blobs/uploads/", b.url))
             .send()
@@ -291,7 +419,7 @@ fn sigterm_lets_in_flight_requests_finish() {
         });
         let url = format!("{}{location}", b.url);
         let patch = tokio::spawn(async move {
-            reqwest::Client::new()
+            common::client()
                 .patch(url)
                 .body(reqwest::Body::wrap_stream(chunks))
                 .send()

@@ -1,7 +1,7 @@
 //! What each `/v2` endpoint needs, as token scopes, and the challenge a
 //! refused request carries.
 
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use berth_core::access::{Scope, ScopeAction, bearer_challenge};
 use berth_core::{Access, Caller, Error as CoreError};
 use berth_oci::RepoName;
@@ -50,7 +50,7 @@ pub(super) async fn mount_source_allowed(access: &Access, caller: &Caller, query
 }
 
 /// The token endpoint's URL: configured, or derived from the request.
-pub(crate) fn realm(auth: &AuthConfig, headers: &HeaderMap) -> String {
+pub(crate) fn realm(auth: &AuthConfig, headers: &HeaderMap, uri: &Uri) -> String {
     if let Some(r) = &auth.realm {
         return r.clone();
     }
@@ -59,9 +59,13 @@ pub(crate) fn realm(auth: &AuthConfig, headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|p| *p == "http" || *p == "https")
         .unwrap_or(if auth.tls { "https" } else { "http" });
+    // HTTP/2 carries the host in the `:authority` pseudo-header, which
+    // hyper puts in the URI rather than in a `Host` header.
+    let authority = uri.authority().map(|a| a.as_str());
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or(authority)
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("localhost");
     format!("{proto}://{host}/service/token")
@@ -74,11 +78,17 @@ pub(super) fn challenge(
     access: &Access,
     auth: &AuthConfig,
     headers: &HeaderMap,
+    uri: &Uri,
     scopes: &[Scope],
 ) -> Option<HeaderValue> {
     let CoreError::Unauthenticated { problem, .. } = err else {
         return None;
     };
-    let value = bearer_challenge(&realm(auth, headers), access.service(), scopes, *problem);
+    let value = bearer_challenge(
+        &realm(auth, headers, uri),
+        access.service(),
+        scopes,
+        *problem,
+    );
     HeaderValue::from_str(&value).ok()
 }

@@ -120,7 +120,12 @@ impl Access {
         let Some((scope, action)) = missing.first() else {
             return Ok(());
         };
-        let why = self.denial_reason(scope, *action).await?;
+        // Anonymous callers learn nothing about which projects exist.
+        let why = if matches!(caller, Caller::Anonymous) {
+            "authentication required".to_string()
+        } else {
+            self.denial_reason(scope, *action).await?
+        };
         match caller {
             Caller::Login(_) => Err(Error::Denied(why)),
             Caller::Anonymous => Err(unauthenticated(why, None)),
@@ -220,6 +225,18 @@ impl Access {
             row = meta.project_by_name(name).await?;
         }
         let Some(row) = row else {
+            // A system admin may read anything; in a project that does not
+            // exist there is nothing, so the request finds nothing (404)
+            // instead of being refused. Pushing still needs the project.
+            if principal.is_system_admin() && !wants_push {
+                return Ok(Some(ProjectAccess {
+                    project: Project {
+                        name: name.to_string(),
+                        public: false,
+                    },
+                    roles: Vec::new(),
+                }));
+            }
             return Ok(None);
         };
         let roles = match principal {

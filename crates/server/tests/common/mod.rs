@@ -6,8 +6,82 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
+
+/// The system admin every test server is bootstrapped with (through
+/// `BERTH_ADMIN_PASSWORD`, see [`Berth::start_env`]).
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "berth-test-admin";
+
+/// `user:password` of the admin, as skopeo's `--creds` wants it.
+pub fn admin_creds() -> String {
+    format!("{ADMIN_USER}:{ADMIN_PASSWORD}")
+}
+
+/// The `Authorization` header value of the admin's Basic credentials.
+pub fn admin_basic() -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(admin_creds())
+    )
+}
+
+/// A reqwest client builder that sends the admin's Basic credentials on
+/// every request (a header set on a request replaces it).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&admin_basic()).expect("header value");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers)
+}
+
+/// A reqwest client with the admin's Basic credentials.
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("HTTP client")
+}
+
+/// Makes sure `project` exists, as an administrator would before clients
+/// use it: the admin's first push to a project creates it (the harness
+/// starts servers with `BERTH_AUTH_AUTO_CREATE_PROJECTS=true`); here an
+/// upload session in `PROJECT/created`, opened and cancelled (it leaves
+/// that repository, empty). Tests whose clients read before they write (a
+/// HEAD before each blob upload, as registry clients do) call it first:
+/// reading a project that does not exist is refused (403), even to the
+/// admin. (docker and other token clients ask for pull and push at once,
+/// which creates the project.)
+pub async fn create_project(url: &str, project: &str) {
+    let base = url.trim_end_matches('/');
+    let client = client();
+    let start = format!("{base}/v2/{project}/created/blobs/uploads/");
+    let resp = client
+        .post(&start)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {start}: {e}"));
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 202, "creating project {project}: {body}");
+    let location = location.expect("Location of the upload session");
+    let session = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
+    let resp = client
+        .delete(&session)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DELETE {session}: {e}"));
+    assert_eq!(resp.status().as_u16(), 204, "cancelling {session}");
+}
 
 /// A running `berth serve` process.
 pub struct Berth {
@@ -16,9 +90,46 @@ pub struct Berth {
     /// `127.0.0.1:PORT`, as clients like docker want it.
     pub addr: String,
     pub data_dir: PathBuf,
+    /// The admin password `berth serve` printed on first start when
+    /// started without `BERTH_ADMIN_PASSWORD` (see [`Launch::admin_password`]).
+    pub printed_admin_password: Option<String>,
+    /// Every line the server wrote to stdout so far.
+    stdout: Arc<Mutex<Vec<String>>>,
     child: Option<Child>,
     _temp: Option<tempfile::TempDir>,
 }
+
+/// How [`Berth::launch`] starts the server.
+pub struct Launch<'a> {
+    pub listen: &'a str,
+    pub extra: &'a [&'a str],
+    /// Extra environment (`BERTH_*`, `RUST_LOG`); these win over the
+    /// defaults (`RUST_LOG=warn` and those below).
+    pub envs: &'a [(String, String)],
+    /// Set `BERTH_ADMIN_PASSWORD` to [`ADMIN_PASSWORD`] (the default); when
+    /// false the variable is removed, so a first start prints a generated
+    /// password.
+    pub admin_password: bool,
+    /// Write the server's stderr (its logs) to this file instead of the
+    /// test's stderr.
+    pub stderr: Option<&'a Path>,
+}
+
+impl Default for Launch<'_> {
+    fn default() -> Self {
+        Launch {
+            listen: "127.0.0.1:0",
+            extra: &[],
+            envs: &[],
+            admin_password: true,
+            stderr: None,
+        }
+    }
+}
+
+/// The line `berth serve` prints (once, on stdout) when it generated the
+/// admin password.
+pub const PRINTED_ADMIN_PREFIX: &str = "berth: created system admin \"admin\" with password: ";
 
 impl Berth {
     /// Starts a server on a fresh temporary data directory.
@@ -38,33 +149,63 @@ impl Berth {
         Berth::start_env(data_dir, listen, extra, &[])
     }
 
-    /// Starts a server with extra environment variables (`BERTH_*`).
+    /// Starts a server with extra environment variables (`BERTH_*`). Unless
+    /// `envs` sets them, the admin is bootstrapped with [`ADMIN_PASSWORD`]
+    /// (`BERTH_ADMIN_PASSWORD`) and may create projects by pushing
+    /// (`BERTH_AUTH_AUTO_CREATE_PROJECTS=true`), since the tests push to
+    /// many project names.
     pub fn start_env(
         data_dir: &Path,
         listen: &str,
         extra: &[&str],
         envs: &[(String, String)],
     ) -> Berth {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("serve")
+        Berth::launch(
+            data_dir,
+            Launch {
+                listen,
+                extra,
+                envs,
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// Starts a server as `how` says and waits until it listens.
+    pub fn launch(data_dir: &Path, how: Launch<'_>) -> Berth {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("serve")
             .arg("--listen")
-            .arg(listen)
+            .arg(how.listen)
             .arg("--data-dir")
             .arg(data_dir)
-            .args(extra)
-            .envs(envs.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "warn")
+            .args(how.extra)
+            .env_remove("BERTH_ADMIN_PASSWORD")
+            .env("BERTH_AUTH_AUTO_CREATE_PROJECTS", "true")
+            .env("RUST_LOG", "warn");
+        if how.admin_password {
+            cmd.env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        }
+        let stderr = match how.stderr {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("create stderr file")),
+            None => Stdio::inherit(),
+        };
+        let mut child = cmd
+            .envs(how.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start the berth binary");
         let stdout = child.stdout.take().expect("piped stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
+        let seen = lines.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                seen.lock().expect("stdout lines").push(line.clone());
                 if !sent && let Some(url) = line.strip_prefix("berth listening on ") {
                     let _ = tx.send(url.trim().to_string());
                     sent = true;
@@ -82,13 +223,27 @@ impl Berth {
             .trim_start_matches("http://")
             .trim_start_matches("https://")
             .to_string();
+        // The password line comes before the listening line.
+        let printed_admin_password = lines
+            .lock()
+            .expect("stdout lines")
+            .iter()
+            .find_map(|l| l.strip_prefix(PRINTED_ADMIN_PREFIX))
+            .map(|p| p.trim().to_string());
         Berth {
             url,
             addr,
             data_dir: data_dir.to_path_buf(),
+            printed_admin_password,
+            stdout: lines,
             child: Some(child),
             _temp: None,
         }
+    }
+
+    /// Every line the server wrote to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().expect("stdout lines").clone()
     }
 
     pub fn pid(&self) -> u32 {
@@ -215,8 +370,27 @@ impl HttpResponse {
 }
 
 /// One HTTP request with reqwest from synchronous test code (a private
-/// current-thread runtime per call).
+/// current-thread runtime per call), as the admin (Basic credentials)
+/// unless `headers` holds an `Authorization` of its own.
 pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> HttpResponse {
+    let basic = admin_basic();
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        all.push(("Authorization", &basic));
+    }
+    http_anonymous(method, url, &all, body)
+}
+
+/// [`http`] without credentials: exactly the given headers.
+pub fn http_anonymous(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
@@ -340,4 +514,78 @@ pub async fn shared_backends(prefix: &str) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The docker CLI, logged in as a user would be.
+
+/// The docker CLI with a private client configuration directory
+/// (`DOCKER_CONFIG`): `docker login` writes credentials there, so parallel
+/// tests neither share nor clobber each other's logins (or manifest lists).
+pub struct DockerCli {
+    pub bin: PathBuf,
+    pub config: tempfile::TempDir,
+}
+
+impl DockerCli {
+    pub fn new(bin: &Path) -> DockerCli {
+        DockerCli {
+            bin: bin.to_path_buf(),
+            config: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// `docker ARGS` with this client's configuration.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.env("DOCKER_CONFIG", self.config.path()).args(args);
+        c
+    }
+
+    /// `docker login ADDR -u admin --password-stdin`, as a user would (the
+    /// password never on the command line). Pushes and pulls then go through
+    /// the registry's token endpoint.
+    pub fn login(&self, addr: &str) {
+        login_with_stdin(
+            self.cmd(&["login", addr, "-u", ADMIN_USER, "--password-stdin"]),
+            ADMIN_PASSWORD,
+        );
+    }
+
+    /// `docker logout ADDR`: the credentials leave the configuration.
+    pub fn logout(&self, addr: &str) {
+        let out = run(&mut self.cmd(&["logout", addr]));
+        let config =
+            std::fs::read_to_string(self.config.path().join("config.json")).unwrap_or_default();
+        assert!(
+            !config.contains(addr),
+            "docker logout {addr} left credentials behind ({out}):\n{config}"
+        );
+    }
+}
+
+/// Runs a `… login … --password-stdin` command with `password` on stdin and
+/// checks that it succeeded.
+pub fn login_with_stdin(mut cmd: Command, password: &str) {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(password.as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("wait for login");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("Login Succeeded"),
+        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
