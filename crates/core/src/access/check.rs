@@ -69,6 +69,13 @@ impl Access {
 
     async fn verify_access_token(&self, token: &str) -> Result<Claims> {
         let inner = &self.inner;
+        let slot = TokenCache::slot(token);
+        if let Some(claims) = inner
+            .tokens
+            .get(&slot, now_secs(), inner.token.leeway.as_secs())
+        {
+            return Ok(claims);
+        }
         let verify = || {
             inner
                 .keys
@@ -85,12 +92,14 @@ impl Access {
             }
             other => other,
         };
-        result.map_err(|e| {
+        let claims = result.map_err(|e| {
             unauthenticated(
                 format!("bearer token rejected: {e}"),
                 Some(BearerError::InvalidToken),
             )
-        })
+        })?;
+        inner.tokens.put(slot, claims.clone());
+        Ok(claims)
     }
 
     /// Checks that `caller` may do every action of every scope in `needs`.
@@ -338,6 +347,43 @@ impl Access {
             method: LoginMethod::Password,
         };
         self.issue_token(Some(&login), scopes, false).await
+    }
+}
+
+/// Access tokens already verified, by SHA-256 of the token, until they
+/// expire: a client sends the same token with every request of a push or
+/// pull, and an ES256 verification costs more than the rest of a manifest
+/// GET. Only successes are kept; the map is bounded.
+#[derive(Default)]
+pub(super) struct TokenCache {
+    entries: std::sync::Mutex<HashMap<[u8; 32], Claims>>,
+}
+
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+impl TokenCache {
+    fn slot(token: &str) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn get(&self, slot: &[u8; 32], now: u64, leeway: u64) -> Option<Claims> {
+        let map = self.entries.lock().expect("token cache lock");
+        map.get(slot)
+            .filter(|c| now < c.exp.saturating_add(leeway))
+            .cloned()
+    }
+
+    fn put(&self, slot: [u8; 32], claims: Claims) {
+        let mut map = self.entries.lock().expect("token cache lock");
+        if map.len() >= TOKEN_CACHE_MAX {
+            let now = now_secs();
+            map.retain(|_, c| now < c.exp);
+            if map.len() >= TOKEN_CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert(slot, claims);
     }
 }
 

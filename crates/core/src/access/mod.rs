@@ -95,6 +95,7 @@ struct Inner {
     passwords: Passwords,
     keys: keys::Keys,
     logins: login::LoginCache,
+    tokens: check::TokenCache,
     limiter: limiter::Limiter,
     audit: Auditor,
 }
@@ -124,6 +125,7 @@ impl Access {
                 passwords,
                 keys,
                 logins: login::LoginCache::default(),
+                tokens: check::TokenCache::default(),
                 audit,
             }),
         })
