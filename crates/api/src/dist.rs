@@ -66,7 +66,14 @@ async fn authorized(app: &App, endpoint: Endpoint, req: Request) -> Response {
             .access
             .identify(authorization.as_deref(), origin)
             .await?;
-        if endpoint == Endpoint::Base && matches!(caller, Caller::Anonymous) {
+        // An anonymous token (no subject) is no authentication either: the
+        // base endpoint's 401 is how `docker login` learns it must log in.
+        let anonymous = match &caller {
+            Caller::Anonymous => true,
+            Caller::Token(claims) => claims.sub.is_empty(),
+            Caller::Login(_) => false,
+        };
+        if endpoint == Endpoint::Base && anonymous {
             return Err(berth_core::Error::Unauthenticated {
                 message: "authentication required".into(),
                 problem: None,
