@@ -78,19 +78,22 @@ pub struct RawUploads {
     pub reap_interval_secs: Option<u64>,
 }
 
-/// Where blob bytes live.
+/// Where blob bytes live. One flat `[storage]` table: each key says which
+/// backends use it; a key of another backend than the chosen one is an error
+/// (except with `fs`, which ignores them all).
 #[derive(Default, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
-    /// `fs` (default: `<data_dir>`) or `s3`.
+    /// `fs` (default: `<data_dir>`), `s3`, `gcs` or `azure`.
     pub backend: Option<String>,
     /// S3: endpoint URL of an S3-compatible server; unset means AWS.
+    /// Azure: blob service URL; unset means `https://<account>.blob.core.windows.net`.
     pub endpoint: Option<String>,
     /// S3: region (default `us-east-1`).
     pub region: Option<String>,
-    /// S3: bucket (required for `s3`).
+    /// S3, GCS: bucket (required).
     pub bucket: Option<String>,
-    /// S3: key prefix for everything Berth writes.
+    /// S3, GCS, Azure: key prefix for everything Berth writes.
     pub prefix: Option<String>,
     /// S3: path-style requests, which most self-hosted servers need (default true).
     pub path_style: Option<bool>,
@@ -100,13 +103,27 @@ pub struct RawStorage {
     pub secret_access_key: Option<String>,
     /// S3: file holding the secret access key.
     pub secret_access_key_file: Option<PathBuf>,
-    /// S3: allow a plain-HTTP endpoint (default false).
+    /// S3, Azure: allow a plain-HTTP endpoint (default false).
     pub allow_http: Option<bool>,
-    /// S3: answer blob GETs with a redirect to a presigned URL instead of
-    /// proxying the bytes (default false).
+    /// S3, GCS, Azure: answer blob GETs with a redirect to a presigned URL
+    /// instead of proxying the bytes (default false).
     pub redirect: Option<bool>,
-    /// S3: lifetime of presigned URLs in seconds (default 300).
+    /// S3, GCS, Azure: lifetime of presigned URLs in seconds (default 300,
+    /// at most 604800).
     pub redirect_expiry_secs: Option<u64>,
+    /// GCS: JSON key file of a service account; unset means the application
+    /// default credentials (`GOOGLE_APPLICATION_CREDENTIALS`, the metadata server).
+    pub service_account_key_file: Option<PathBuf>,
+    /// Azure: storage account name (required).
+    pub account: Option<String>,
+    /// Azure: container (required).
+    pub container: Option<String>,
+    /// Azure: the storage account's access key (base64). Prefer
+    /// `access_key_file` or the environment; unset means the `AZURE_*`
+    /// environment (service principal, workload or managed identity).
+    pub access_key: Option<String>,
+    /// Azure: file holding the access key.
+    pub access_key_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for RawStorage {
@@ -118,6 +135,12 @@ impl fmt::Debug for RawStorage {
             .field(
                 "secret_access_key",
                 &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("account", &self.account)
+            .field("container", &self.container)
+            .field(
+                "access_key",
+                &self.access_key.as_ref().map(|_| "<redacted>"),
             )
             .finish_non_exhaustive()
     }
@@ -140,14 +163,122 @@ impl fmt::Debug for RawMetadata {
     }
 }
 
-/// `scheme://user:secret@host/...` with the secret replaced.
+/// `scheme://user:secret@host/...?password=secret` with the secrets
+/// replaced; every other part (host, database, `sslmode`, `sslrootcert`) kept.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _secret)) => format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..]),
-            None => url.to_string(),
-        },
-        _ => url.to_string(),
+    let Some(s) = url.find("://") else {
+        return url.to_string();
+    };
+    // The user info ends at the last `@` before the query; a password may
+    // hold `@`, `/` or even `?`, so when no `@` precedes the first `?`, the
+    // last `@` anywhere is taken (over-redacting rather than leaking).
+    let query_at = url.find('?').unwrap_or(url.len());
+    let at = url[..query_at]
+        .rfind('@')
+        .or_else(|| url.rfind('@'))
+        .filter(|&at| at > s);
+    let (head, rest) = match at {
+        Some(at) => {
+            let head = match url[s + 3..at].split_once(':') {
+                Some((user, _secret)) => format!("{}{user}:<redacted>", &url[..s + 3]),
+                None => url[..at].to_string(),
+            };
+            (head, &url[at..])
+        }
+        None => (String::new(), url),
+    };
+    let Some((path, query)) = rest.split_once('?') else {
+        return format!("{head}{rest}");
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                format!("{key}=<redacted>")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+    format!("{head}{path}?{}{fragment}", query.join("&"))
+}
+
+/// The `key=value` pairs of a URL's query, percent-decoded as sqlx reads
+/// them (`+` is a space).
+fn query_pairs(url: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |b: u8| (b as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(hi), Some(lo)) => {
+                            out.push((hi * 16 + lo) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    let Some((_, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// The PostgreSQL TLS modes (libpq's, as sqlx takes them).
+const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// Problems with a `postgres://` URL's TLS parameters, found before a
+/// connection is tried: an unknown `sslmode`, unreadable certificate files.
+fn check_postgres_url(url: &str, problems: &mut Vec<String>) {
+    for (key, value) in query_pairs(url) {
+        let file = matches!(
+            key.as_str(),
+            "sslrootcert"
+                | "ssl-root-cert"
+                | "ssl-ca"
+                | "sslcert"
+                | "ssl-cert"
+                | "sslkey"
+                | "ssl-key"
+        );
+        if matches!(key.as_str(), "sslmode" | "ssl-mode") && !SSL_MODES.contains(&value.as_str()) {
+            problems.push(format!(
+                "metadata.url: {key}={value:?} is not one of {}",
+                SSL_MODES.join(", ")
+            ));
+        } else if file && let Err(e) = std::fs::File::open(&value) {
+            problems.push(format!("metadata.url: {key}={value}: {e}"));
+        }
     }
 }
 
@@ -184,6 +315,11 @@ impl RawConfig {
                 allow_http: b.allow_http.or(a.allow_http),
                 redirect: b.redirect.or(a.redirect),
                 redirect_expiry_secs: b.redirect_expiry_secs.or(a.redirect_expiry_secs),
+                service_account_key_file: b.service_account_key_file.or(a.service_account_key_file),
+                account: b.account.or(a.account),
+                container: b.container.or(a.container),
+                access_key: b.access_key.or(a.access_key),
+                access_key_file: b.access_key_file.or(a.access_key_file),
             }),
             (a, b) => b.or(a),
         };
@@ -251,8 +387,9 @@ impl RawConfig {
 
     /// Reads `BERTH_LISTEN`, `BERTH_DATA_DIR`, `BERTH_LOG_FORMAT`,
     /// `BERTH_AUTH_*` (one per `[auth]` key, upper-cased), `BERTH_TLS_CERT`, `BERTH_TLS_KEY`,
-    /// `BERTH_METADATA_URL`, `BERTH_STORAGE_BACKEND`, `BERTH_S3_*` (one per
-    /// `[storage]` key, upper-cased), `BERTH_UPLOAD_TTL_SECS` and
+    /// `BERTH_METADATA_URL`, `BERTH_STORAGE_BACKEND`, `BERTH_S3_*`,
+    /// `BERTH_GCS_*` and `BERTH_AZURE_*` (one per `[storage]` key the backend
+    /// uses, upper-cased; the table is on `storage_env`), `BERTH_UPLOAD_TTL_SECS` and
     /// `BERTH_UPLOAD_REAP_INTERVAL_SECS` through `var` (the process
     /// environment in production).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
@@ -268,18 +405,7 @@ impl RawConfig {
             })
         };
         let auto_create_projects = boolean("BERTH_AUTH_AUTO_CREATE_PROJECTS");
-        let path_style = boolean("BERTH_S3_PATH_STYLE");
-        let allow_http = boolean("BERTH_S3_ALLOW_HTTP");
-        let redirect = boolean("BERTH_S3_REDIRECT");
-        let redirect_expiry_secs = var("BERTH_S3_REDIRECT_EXPIRY_SECS").and_then(|v| {
-            v.parse()
-                .map_err(|_| {
-                    problems.push(format!(
-                        "BERTH_S3_REDIRECT_EXPIRY_SECS: {v:?} is not a number of seconds"
-                    ))
-                })
-                .ok()
-        });
+        let storage = storage_env(&var, &mut problems);
         let mut seconds = |name: &str| {
             var(name).and_then(|v| {
                 v.parse()
@@ -329,21 +455,6 @@ impl RawConfig {
             workload: None,
         };
         let auth = (auth != RawAuth::default()).then_some(auth);
-        let storage = RawStorage {
-            backend: var("BERTH_STORAGE_BACKEND"),
-            endpoint: var("BERTH_S3_ENDPOINT"),
-            region: var("BERTH_S3_REGION"),
-            bucket: var("BERTH_S3_BUCKET"),
-            prefix: var("BERTH_S3_PREFIX"),
-            path_style,
-            access_key_id: var("BERTH_S3_ACCESS_KEY_ID"),
-            secret_access_key: var("BERTH_S3_SECRET_ACCESS_KEY"),
-            secret_access_key_file: var("BERTH_S3_SECRET_ACCESS_KEY_FILE").map(PathBuf::from),
-            allow_http,
-            redirect,
-            redirect_expiry_secs,
-        };
-        let storage = (storage != RawStorage::default()).then_some(storage);
         let metadata = var("BERTH_METADATA_URL").map(|url| RawMetadata { url: Some(url) });
         let cert = var("BERTH_TLS_CERT").map(PathBuf::from);
         let key = var("BERTH_TLS_KEY").map(PathBuf::from);
@@ -369,6 +480,101 @@ impl RawConfig {
         toml::from_str(&text)
             .map_err(|e| ConfigError(vec![format!("config file {}: {e}", path.display())]))
     }
+}
+
+/// The `[storage]` keys from the environment. Each backend has its own
+/// variables (`BERTH_S3_BUCKET`, `BERTH_GCS_BUCKET`); those of several
+/// backends set the same key, and setting it twice differently is an error:
+///
+/// | key | variables |
+/// |---|---|
+/// | backend | `BERTH_STORAGE_BACKEND` |
+/// | endpoint | `BERTH_S3_ENDPOINT`, `BERTH_AZURE_ENDPOINT` |
+/// | region, path_style, access_key_id, secret_access_key(_file) | `BERTH_S3_*` |
+/// | bucket | `BERTH_S3_BUCKET`, `BERTH_GCS_BUCKET` |
+/// | prefix, redirect, redirect_expiry_secs | `BERTH_S3_*`, `BERTH_GCS_*`, `BERTH_AZURE_*` |
+/// | allow_http | `BERTH_S3_ALLOW_HTTP`, `BERTH_AZURE_ALLOW_HTTP` |
+/// | service_account_key_file | `BERTH_GCS_SERVICE_ACCOUNT_KEY_FILE` |
+/// | account, container, access_key(_file) | `BERTH_AZURE_*` |
+fn storage_env(
+    var: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<RawStorage> {
+    const S3: &[&str] = &["S3"];
+    const GCS: &[&str] = &["GCS"];
+    const AZURE: &[&str] = &["AZURE"];
+    // The variable (name, value) setting `key` for one of `backends`.
+    let mut get = |key: &str, backends: &[&str]| -> Option<(String, String)> {
+        let mut found: Option<(String, String)> = None;
+        for backend in backends {
+            let name = format!("BERTH_{backend}_{key}");
+            let Some(value) = var(&name) else { continue };
+            match &found {
+                None => found = Some((name, value)),
+                Some((first, v)) if *v != value => problems.push(format!(
+                    "{name}: conflicts with {first} (both set [storage] {}); set one",
+                    key.to_ascii_lowercase()
+                )),
+                Some(_) => {}
+            }
+        }
+        found
+    };
+    let endpoint = get("ENDPOINT", &["S3", "AZURE"]);
+    let region = get("REGION", S3);
+    let bucket = get("BUCKET", &["S3", "GCS"]);
+    let prefix = get("PREFIX", &["S3", "GCS", "AZURE"]);
+    let path_style = get("PATH_STYLE", S3);
+    let access_key_id = get("ACCESS_KEY_ID", S3);
+    let secret_access_key = get("SECRET_ACCESS_KEY", S3);
+    let secret_access_key_file = get("SECRET_ACCESS_KEY_FILE", S3);
+    let allow_http = get("ALLOW_HTTP", &["S3", "AZURE"]);
+    let redirect = get("REDIRECT", &["S3", "GCS", "AZURE"]);
+    let redirect_expiry_secs = get("REDIRECT_EXPIRY_SECS", &["S3", "GCS", "AZURE"]);
+    let service_account_key_file = get("SERVICE_ACCOUNT_KEY_FILE", GCS);
+    let account = get("ACCOUNT", AZURE);
+    let container = get("CONTAINER", AZURE);
+    let access_key = get("ACCESS_KEY", AZURE);
+    let access_key_file = get("ACCESS_KEY_FILE", AZURE);
+    let mut boolean = |found: Option<(String, String)>| {
+        found.and_then(|(name, v)| match v.as_str() {
+            "1" | "true" | "yes" => Some(true),
+            "0" | "false" | "no" | "" => Some(false),
+            other => {
+                problems.push(format!("{name}: {other:?} is not a boolean (true/false)"));
+                None
+            }
+        })
+    };
+    let path_style = boolean(path_style);
+    let allow_http = boolean(allow_http);
+    let redirect = boolean(redirect);
+    let redirect_expiry_secs = redirect_expiry_secs.and_then(|(name, v)| {
+        v.parse()
+            .map_err(|_| problems.push(format!("{name}: {v:?} is not a number of seconds")))
+            .ok()
+    });
+    let value = |found: Option<(String, String)>| found.map(|(_, v)| v);
+    let storage = RawStorage {
+        backend: var("BERTH_STORAGE_BACKEND"),
+        endpoint: value(endpoint),
+        region: value(region),
+        bucket: value(bucket),
+        prefix: value(prefix),
+        path_style,
+        access_key_id: value(access_key_id),
+        secret_access_key: value(secret_access_key),
+        secret_access_key_file: value(secret_access_key_file).map(PathBuf::from),
+        allow_http,
+        redirect,
+        redirect_expiry_secs,
+        service_account_key_file: value(service_account_key_file).map(PathBuf::from),
+        account: value(account),
+        container: value(container),
+        access_key: value(access_key),
+        access_key_file: value(access_key_file).map(PathBuf::from),
+    };
+    (storage != RawStorage::default()).then_some(storage)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -533,6 +739,22 @@ pub enum Storage {
     /// Blobs under the data directory.
     Fs,
     S3(S3),
+    /// Google Cloud Storage.
+    Gcs(Gcs),
+    /// Azure Blob Storage.
+    Azure(Azure),
+}
+
+impl Storage {
+    /// Lifetime of presigned URLs when blob GETs redirect; `None` proxies.
+    pub fn redirect(&self) -> Option<Duration> {
+        match self {
+            Storage::Fs => None,
+            Storage::S3(s) => s.redirect,
+            Storage::Gcs(g) => g.redirect,
+            Storage::Azure(a) => a.redirect,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -561,53 +783,245 @@ impl fmt::Debug for S3 {
     }
 }
 
+/// A Google Cloud Storage bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gcs {
+    pub bucket: String,
+    pub prefix: String,
+    /// A service account's JSON key file (checked readable); `None` means the
+    /// application default credentials.
+    pub service_account_key_file: Option<PathBuf>,
+    /// Lifetime of presigned URLs when blob GETs redirect; `None` proxies.
+    pub redirect: Option<Duration>,
+}
+
+/// An Azure Blob Storage container.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Azure {
+    pub account: String,
+    pub container: String,
+    pub prefix: String,
+    /// The account's access key (base64), from `access_key` or
+    /// `access_key_file`; `None` means the `AZURE_*` environment.
+    pub access_key: Option<String>,
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+    /// Lifetime of presigned URLs when blob GETs redirect; `None` proxies.
+    pub redirect: Option<Duration>,
+}
+
+impl fmt::Debug for Azure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Azure")
+            .field("account", &self.account)
+            .field("container", &self.container)
+            .field("prefix", &self.prefix)
+            .field(
+                "access_key",
+                &self.access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("endpoint", &self.endpoint)
+            .field("allow_http", &self.allow_http)
+            .field("redirect", &self.redirect)
+            .finish()
+    }
+}
+
+/// The longest a presigned URL may live (S3 and GCS refuse more).
+pub const MAX_REDIRECT_EXPIRY_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// Which backends use each `[storage]` key (`fs` uses none and ignores them).
+const STORAGE_KEYS: &[(&str, &[&str])] = &[
+    ("endpoint", &["s3", "azure"]),
+    ("region", &["s3"]),
+    ("bucket", &["s3", "gcs"]),
+    ("path_style", &["s3"]),
+    ("access_key_id", &["s3"]),
+    ("secret_access_key", &["s3"]),
+    ("secret_access_key_file", &["s3"]),
+    ("allow_http", &["s3", "azure"]),
+    ("service_account_key_file", &["gcs"]),
+    ("account", &["azure"]),
+    ("container", &["azure"]),
+    ("access_key", &["azure"]),
+    ("access_key_file", &["azure"]),
+];
+
 fn validate_storage(raw: Option<RawStorage>, problems: &mut Vec<String>) -> Storage {
     let raw = raw.unwrap_or_default();
-    match raw.backend.as_deref().unwrap_or("fs") {
+    let backend = raw.backend.clone().unwrap_or_else(|| "fs".to_string());
+    if ["s3", "gcs", "azure"].contains(&backend.as_str()) {
+        let set = |key: &str| match key {
+            "endpoint" => raw.endpoint.is_some(),
+            "region" => raw.region.is_some(),
+            "bucket" => raw.bucket.is_some(),
+            "path_style" => raw.path_style.is_some(),
+            "access_key_id" => raw.access_key_id.is_some(),
+            "secret_access_key" => raw.secret_access_key.is_some(),
+            "secret_access_key_file" => raw.secret_access_key_file.is_some(),
+            "allow_http" => raw.allow_http.is_some(),
+            "service_account_key_file" => raw.service_account_key_file.is_some(),
+            "account" => raw.account.is_some(),
+            "container" => raw.container.is_some(),
+            "access_key" => raw.access_key.is_some(),
+            "access_key_file" => raw.access_key_file.is_some(),
+            _ => false,
+        };
+        for (key, backends) in STORAGE_KEYS {
+            if set(key) && !backends.contains(&backend.as_str()) {
+                problems.push(format!(
+                    "storage.{key}: not used by the {backend:?} backend (only by {})",
+                    backends.join(", ")
+                ));
+            }
+        }
+    }
+    let mut required = |key: &str, value: Option<String>| {
+        value.filter(|v| !v.is_empty()).unwrap_or_else(|| {
+            problems.push(format!(
+                "storage.{key}: required when storage.backend is {backend:?}"
+            ));
+            String::new()
+        })
+    };
+    let redirect = |problems: &mut Vec<String>| {
+        let expiry = raw.redirect_expiry_secs.unwrap_or(300);
+        if !(1..=MAX_REDIRECT_EXPIRY_SECS).contains(&expiry) {
+            problems.push(format!(
+                "storage.redirect_expiry_secs: {expiry} is outside 1..={MAX_REDIRECT_EXPIRY_SECS} \
+                 (7 days, the longest a presigned URL lives)"
+            ));
+        }
+        raw.redirect
+            .unwrap_or(false)
+            .then(|| Duration::from_secs(expiry))
+    };
+    match backend.as_str() {
         "fs" => Storage::Fs,
         "s3" => {
-            let bucket = raw.bucket.unwrap_or_else(|| {
-                problems
-                    .push("storage.bucket: required when storage.backend is \"s3\"".to_string());
-                String::new()
-            });
-            let secret_access_key = match (raw.secret_access_key, raw.secret_access_key_file) {
-                (Some(s), _) => Some(s),
-                (None, Some(path)) => match std::fs::read_to_string(&path) {
-                    Ok(s) => Some(s.trim().to_string()),
-                    Err(e) => {
-                        problems.push(format!(
-                            "storage.secret_access_key_file: {}: {e}",
-                            path.display()
-                        ));
-                        None
-                    }
-                },
-                (None, None) => None,
-            };
-            let redirect = raw
-                .redirect
-                .unwrap_or(false)
-                .then(|| std::time::Duration::from_secs(raw.redirect_expiry_secs.unwrap_or(300)));
+            let bucket = required("bucket", raw.bucket.clone());
+            let secret_access_key = read_secret(
+                raw.secret_access_key.clone(),
+                raw.secret_access_key_file.as_deref(),
+                "secret_access_key_file",
+                problems,
+            );
             Storage::S3(S3 {
-                endpoint: raw.endpoint,
-                region: raw.region.unwrap_or_else(|| "us-east-1".to_string()),
+                endpoint: raw.endpoint.clone(),
+                region: raw
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| "us-east-1".to_string()),
                 bucket,
-                prefix: raw.prefix.unwrap_or_default(),
+                prefix: raw.prefix.clone().unwrap_or_default(),
                 path_style: raw.path_style.unwrap_or(true),
-                access_key_id: raw.access_key_id,
+                access_key_id: raw.access_key_id.clone(),
                 secret_access_key,
                 allow_http: raw.allow_http.unwrap_or(false),
-                redirect,
+                redirect: redirect(problems),
+            })
+        }
+        "gcs" => {
+            let bucket = required("bucket", raw.bucket.clone());
+            if let Some(path) = &raw.service_account_key_file
+                && let Err(e) = std::fs::File::open(path)
+            {
+                problems.push(format!(
+                    "storage.service_account_key_file: {}: {e}",
+                    path.display()
+                ));
+            }
+            Storage::Gcs(Gcs {
+                bucket,
+                prefix: raw.prefix.clone().unwrap_or_default(),
+                service_account_key_file: raw.service_account_key_file.clone(),
+                redirect: redirect(problems),
+            })
+        }
+        "azure" => {
+            let account = required("account", raw.account.clone());
+            let container = required("container", raw.container.clone());
+            let access_key = read_secret(
+                raw.access_key.clone(),
+                raw.access_key_file.as_deref(),
+                "access_key_file",
+                problems,
+            );
+            if let Some(key) = &access_key
+                && !is_base64(key)
+            {
+                let field = if raw.access_key.is_some() {
+                    "access_key"
+                } else {
+                    "access_key_file"
+                };
+                problems.push(format!(
+                    "storage.{field}: not base64 (an Azure storage account key is, \
+                     as the portal shows it)"
+                ));
+            }
+            let allow_http = raw.allow_http.unwrap_or(false);
+            if let Some(endpoint) = &raw.endpoint {
+                if endpoint.starts_with("http://") {
+                    if !allow_http {
+                        problems.push(format!(
+                            "storage.allow_http: must be true for the plain-HTTP \
+                             storage.endpoint {endpoint:?}"
+                        ));
+                    }
+                } else if !endpoint.starts_with("https://") {
+                    problems.push(format!(
+                        "storage.endpoint: {endpoint:?} is not an http:// or https:// URL"
+                    ));
+                }
+            }
+            Storage::Azure(Azure {
+                account,
+                container,
+                prefix: raw.prefix.clone().unwrap_or_default(),
+                access_key,
+                endpoint: raw.endpoint.clone(),
+                allow_http,
+                redirect: redirect(problems),
             })
         }
         other => {
             problems.push(format!(
-                "storage.backend: {other:?} is neither \"fs\" nor \"s3\""
+                "storage.backend: {other:?} is none of \"fs\", \"s3\", \"gcs\", \"azure\""
             ));
             Storage::Fs
         }
     }
+}
+
+/// A secret given inline or as a file (`file_key` names the file's field).
+fn read_secret(
+    inline: Option<String>,
+    file: Option<&Path>,
+    file_key: &str,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    match (inline, file) {
+        (Some(s), _) => Some(s),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(s) => Some(s.trim().to_string()),
+            Err(e) => {
+                problems.push(format!("storage.{file_key}: {}: {e}", path.display()));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// Standard base64 with padding, as Azure shows account keys.
+fn is_base64(s: &str) -> bool {
+    !s.is_empty()
+        && s.len().is_multiple_of(4)
+        && s.trim_end_matches('=').len() + 2 >= s.len()
+        && s.trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
@@ -689,6 +1103,8 @@ impl RawConfig {
                 "metadata.url: {:?} is neither sqlite://PATH nor postgres://…",
                 redact_url(&metadata_url)
             ));
+        } else if !metadata_url.starts_with("sqlite://") {
+            check_postgres_url(&metadata_url, &mut problems);
         }
         match (listen, problems.is_empty()) {
             (Some(listen), true) => Ok(Config {
@@ -907,6 +1323,276 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("storage.backend"), "{err}");
+    }
+
+    #[test]
+    fn gcs_and_azure_backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("sa.json");
+        std::fs::write(&key_file, "{}").unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[storage]\nbackend = \"gcs\"\nbucket = \"blobs\"\nprefix = \"berth/\"\n\
+                 service_account_key_file = \"{}\"\nredirect = true\nredirect_expiry_secs = 600\n",
+                key_file.display()
+            ),
+        )
+        .unwrap();
+        let c = load(Some(&file), env(&[]), RawConfig::default()).unwrap();
+        assert_eq!(
+            c.storage,
+            Storage::Gcs(Gcs {
+                bucket: "blobs".into(),
+                prefix: "berth/".into(),
+                service_account_key_file: Some(key_file.clone()),
+                redirect: Some(Duration::from_secs(600)),
+            })
+        );
+        assert_eq!(c.storage.redirect(), Some(Duration::from_secs(600)));
+        // The environment overrides the file, with the backend's own names.
+        let c = load(
+            Some(&file),
+            env(&[
+                ("BERTH_GCS_BUCKET", "other"),
+                ("BERTH_GCS_REDIRECT", "false"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap();
+        let Storage::Gcs(gcs) = &c.storage else {
+            panic!("{:?}", c.storage)
+        };
+        assert_eq!(gcs.bucket, "other");
+        assert_eq!(gcs.redirect, None);
+        // Application default credentials: no key file at all.
+        let c = load(
+            None,
+            env(&[("BERTH_STORAGE_BACKEND", "gcs"), ("BERTH_GCS_BUCKET", "b")]),
+            RawConfig::default(),
+        )
+        .unwrap();
+        assert!(matches!(&c.storage, Storage::Gcs(g) if g.service_account_key_file.is_none()));
+
+        let key = dir.path().join("azure-key");
+        std::fs::write(&key, "c2VjcmV0LWF6dXJlLWtleQ==\n").unwrap();
+        let c = load(
+            None,
+            env(&[
+                ("BERTH_STORAGE_BACKEND", "azure"),
+                ("BERTH_AZURE_ACCOUNT", "berthacct"),
+                ("BERTH_AZURE_CONTAINER", "blobs"),
+                ("BERTH_AZURE_PREFIX", "p/"),
+                ("BERTH_AZURE_ACCESS_KEY_FILE", key.to_str().unwrap()),
+                ("BERTH_AZURE_ENDPOINT", "http://127.0.0.1:10000/berthacct"),
+                ("BERTH_AZURE_ALLOW_HTTP", "true"),
+                ("BERTH_AZURE_REDIRECT", "yes"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.storage,
+            Storage::Azure(Azure {
+                account: "berthacct".into(),
+                container: "blobs".into(),
+                prefix: "p/".into(),
+                access_key: Some("c2VjcmV0LWF6dXJlLWtleQ==".into()),
+                endpoint: Some("http://127.0.0.1:10000/berthacct".into()),
+                allow_http: true,
+                redirect: Some(Duration::from_secs(300)),
+            })
+        );
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let raw = RawConfig::from_env(env(&[("BERTH_AZURE_ACCESS_KEY", "c2VjcmV0")])).unwrap();
+        assert!(!format!("{raw:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn gcs_and_azure_problems_name_their_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("absent.json");
+        let err = load(
+            None,
+            env(&[
+                ("BERTH_STORAGE_BACKEND", "gcs"),
+                (
+                    "BERTH_GCS_SERVICE_ACCOUNT_KEY_FILE",
+                    absent.to_str().unwrap(),
+                ),
+                ("BERTH_GCS_REDIRECT_EXPIRY_SECS", "0"),
+                ("BERTH_S3_REGION", "eu-west-1"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 4, "{text}");
+        for field in [
+            "storage.bucket: required when storage.backend is \"gcs\"",
+            "storage.service_account_key_file:",
+            "storage.redirect_expiry_secs: 0",
+            "storage.region: not used by the \"gcs\" backend",
+        ] {
+            assert!(text.contains(field), "{field} in {text}");
+        }
+
+        let err = load(
+            None,
+            env(&[
+                ("BERTH_STORAGE_BACKEND", "azure"),
+                ("BERTH_AZURE_ACCESS_KEY", "not base64!"),
+                ("BERTH_AZURE_ENDPOINT", "http://127.0.0.1:10000/acct"),
+                ("BERTH_GCS_SERVICE_ACCOUNT_KEY_FILE", "/nowhere.json"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 5, "{text}");
+        for field in [
+            "storage.account: required",
+            "storage.container: required",
+            "storage.access_key: not base64",
+            "storage.allow_http: must be true",
+            "storage.service_account_key_file: not used by the \"azure\" backend",
+        ] {
+            assert!(text.contains(field), "{field} in {text}");
+        }
+        assert!(
+            !text.contains("not base64!"),
+            "the key is not echoed: {text}"
+        );
+        let err = load(
+            None,
+            env(&[
+                ("BERTH_STORAGE_BACKEND", "azure"),
+                ("BERTH_AZURE_ACCOUNT", "a"),
+                ("BERTH_AZURE_CONTAINER", "c"),
+                ("BERTH_AZURE_ACCESS_KEY_FILE", absent.to_str().unwrap()),
+                ("BERTH_AZURE_ENDPOINT", "ftp://example"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("storage.access_key_file:"), "{err}");
+        assert!(err.contains("storage.endpoint:"), "{err}");
+
+        // Two backends' variables for one key must agree.
+        let err = RawConfig::from_env(env(&[
+            ("BERTH_S3_PREFIX", "a/"),
+            ("BERTH_GCS_PREFIX", "b/"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("BERTH_GCS_PREFIX: conflicts with BERTH_S3_PREFIX"),
+            "{err}"
+        );
+        assert!(
+            RawConfig::from_env(env(&[
+                ("BERTH_S3_PREFIX", "a/"),
+                ("BERTH_AZURE_PREFIX", "a/")
+            ]))
+            .is_ok()
+        );
+        let err = RawConfig::from_env(env(&[("BERTH_AZURE_ALLOW_HTTP", "sometimes")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BERTH_AZURE_ALLOW_HTTP"), "{err}");
+        let err = load(
+            None,
+            env(&[("BERTH_STORAGE_BACKEND", "ceph")]),
+            RawConfig::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"gcs\", \"azure\""), "{err}");
+        // fs ignores the other backends' keys, as it always did.
+        assert!(load(None, env(&[("BERTH_S3_BUCKET", "b")]), RawConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn postgres_urls_keep_tls_parameters_and_hide_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let url = format!(
+            "postgres://berth:pw@db.internal:5432/berth?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        );
+        let c = load(
+            None,
+            env(&[("BERTH_METADATA_URL", &url)]),
+            RawConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.metadata_url, url);
+        assert_eq!(
+            redact_url(&url),
+            format!(
+                "postgres://berth:<redacted>@db.internal:5432/berth?sslmode=verify-full&sslrootcert={}",
+                ca.display()
+            )
+        );
+        for (url, shown) in [
+            ("postgres://u:p@ss@h/db", "postgres://u:<redacted>@h/db"),
+            (
+                "postgres://u:pw@h/db?application_name=a@b",
+                "postgres://u:<redacted>@h/db?application_name=a@b",
+            ),
+            (
+                "postgres://u@h/db?password=pw&sslmode=require",
+                "postgres://u@h/db?password=<redacted>&sslmode=require",
+            ),
+            ("postgres://u:p?w@h/db", "postgres://u:<redacted>@h/db"),
+            (
+                "postgres://h/db?sslmode=disable",
+                "postgres://h/db?sslmode=disable",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+
+        let err = load(
+            None,
+            env(&[(
+                "BERTH_METADATA_URL",
+                "postgres://u:secret@h/db?sslmode=verify_full&sslrootcert=/nowhere/ca.crt",
+            )]),
+            RawConfig::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 2, "{text}");
+        assert!(
+            text.contains("metadata.url: sslmode=\"verify_full\" is not one of"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metadata.url: sslrootcert=/nowhere/ca.crt:"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+        // Percent-encoded paths are decoded as sqlx decodes them.
+        let spaced = dir.path().join("my ca.crt");
+        std::fs::write(&spaced, "x").unwrap();
+        let url = format!(
+            "postgres://h/db?sslmode=verify-ca&sslrootcert={}",
+            spaced.display().to_string().replace(' ', "%20")
+        );
+        assert!(
+            load(
+                None,
+                env(&[("BERTH_METADATA_URL", &url)]),
+                RawConfig::default()
+            )
+            .is_ok()
+        );
     }
 
     #[test]

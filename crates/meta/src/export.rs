@@ -10,8 +10,11 @@
 //! transaction as `REPEATABLE READ, READ ONLY`).
 //!
 //! The target's writes are `INSERT … ON CONFLICT DO NOTHING`: a row already
-//! there is left as it is and reported as such. `Tx`'s methods would stamp
-//! every row with the time of the migration; these keep the source's
+//! there is left as it is and reported as such. The identity tables (users,
+//! projects, members, robots, tokens, signing keys, the audit log) are moved
+//! with their ids by the generic copier in [`identity`], which first makes
+//! sure the target holds no identity rows of its own. `Tx`'s methods would
+//! stamp every row with the time of the migration; these keep the source's
 //! `created_at`, `linked_at` and `updated_at`, which retention and listings
 //! may depend on. SQL stays portable (`$N`, row values, `VALUES` lists) for
 //! sqlx's Any driver on SQLite and PostgreSQL.
@@ -25,7 +28,10 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use crate::{Error, MetaStore, Result};
 
-/// The tables a migration copies.
+mod identity;
+
+/// The registry tables a migration copies (the identity tables are listed
+/// in [`identity`]).
 pub(crate) const MIGRATED_TABLES: [&str; 6] = [
     "repositories",
     "blobs",
@@ -306,8 +312,9 @@ impl ExportSource {
     }
 
     /// Tables of the source that are neither migrated nor left behind on
-    /// purpose (see `MIGRATED_TABLES` and `NOT_MIGRATED_TABLES`), with their row
-    /// counts: data a migration would not move.
+    /// purpose (see `MIGRATED_TABLES`, the identity tables and
+    /// `NOT_MIGRATED_TABLES`), with their row counts: data a migration would
+    /// not move.
     pub async fn other_tables(&mut self) -> Result<Vec<(String, u64)>> {
         let sql = match self.engine {
             Engine::Sqlite(_) => {
@@ -328,6 +335,7 @@ impl ExportSource {
         let mut out = Vec::new();
         for name in names {
             if MIGRATED_TABLES.contains(&name.as_str())
+                || identity::table_names().any(|t| t == name)
                 || NOT_MIGRATED_TABLES.contains(&name.as_str())
             {
                 continue;
@@ -507,6 +515,7 @@ enum ImportLock {
 /// The database an installation moves to.
 pub struct ImportTarget {
     pool: AnyPool,
+    engine: Engine,
     _lock: ImportLock,
 }
 
@@ -578,7 +587,11 @@ impl ImportTarget {
                     .await?
             }
         };
-        Ok(ImportTarget { pool, _lock: lock })
+        Ok(ImportTarget {
+            pool,
+            engine,
+            _lock: lock,
+        })
     }
 
     /// Opens the target only to read what it already holds, writing nothing
@@ -603,6 +616,7 @@ impl ImportTarget {
         }
         Ok(Some(ImportTarget {
             pool,
+            engine,
             _lock: ImportLock::None,
         }))
     }
@@ -1044,6 +1058,271 @@ mod tests {
         dst.close().await;
         source.close().await;
         target.close().await;
+    }
+
+    /// Identity rows of every table, a deleted user leaving a gap in the
+    /// ids, and 1200 audit events (more than one page).
+    async fn identity_source(url: &str) {
+        use crate::{AuditEntry, MemberRef, NewRobot, NewUser};
+        let meta = MetaStore::open(url).await.unwrap();
+        let mut tx = meta.begin_identity().await.unwrap();
+        let user = |name| NewUser {
+            name,
+            email: None,
+            source: "local",
+            external_id: None,
+            password_hash: Some("$argon2id$hash"),
+            system_admin: false,
+        };
+        tx.insert_user(NewUser {
+            system_admin: true,
+            ..user("admin")
+        })
+        .await
+        .unwrap();
+        let gone = tx.insert_user(user("gone")).await.unwrap().unwrap();
+        let alice = tx.insert_user(user("alice")).await.unwrap().unwrap();
+        tx.delete_user(gone).await.unwrap();
+        let devs = tx
+            .upsert_group("ldap", "cn=devs", Some("cn=devs"))
+            .await
+            .unwrap();
+        tx.set_user_groups(alice, &[devs]).await.unwrap();
+        let team = tx.insert_project("team", false).await.unwrap().unwrap();
+        tx.set_member(team, MemberRef::User(alice), "developer")
+            .await
+            .unwrap();
+        tx.set_member(team, MemberRef::Group(devs), "guest")
+            .await
+            .unwrap();
+        tx.insert_robot(NewRobot {
+            name: "robot$team+ci",
+            description: "",
+            project_id: Some(team),
+            permissions: "[]",
+            secret_hash: "sha256:robot",
+            expires_at: None,
+            created_by: "admin",
+        })
+        .await
+        .unwrap();
+        tx.insert_token(alice, "laptop", "sha256:token", None, Some(1))
+            .await
+            .unwrap();
+        tx.insert_signing_key("kid-1", "ES256", "PEM", 7)
+            .await
+            .unwrap();
+        for i in 0..1200 {
+            tx.insert_audit(&AuditEntry {
+                occurred_at: i,
+                actor: "admin".into(),
+                actor_kind: "user".into(),
+                action: "push".into(),
+                resource: format!("team/app:{i}"),
+                project: Some("team".into()),
+                result: "success".into(),
+                source_addr: None,
+                details: None,
+            })
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let mut tx = meta.begin_identity().await.unwrap();
+        let library = meta.project_by_name("library").await.unwrap().unwrap();
+        tx.set_project_public(library.id, true).await.unwrap();
+        tx.commit().await.unwrap();
+        meta.close().await;
+    }
+
+    async fn copy_identity(source: &mut ExportSource, target: &ImportTarget) -> Vec<(u64, u64)> {
+        let (figures, conflicts) = source.identity_survey(Some(target)).await.unwrap();
+        assert!(conflicts.is_empty(), "{conflicts:?}");
+        let mut out = Vec::new();
+        for (table, _, _) in figures {
+            let got = source
+                .copy_identity_table(target, table, 500, |_| {})
+                .await
+                .unwrap();
+            out.push(got);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn identity_rows_move_with_their_ids_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_url = format!("sqlite://{}", dir.path().join("src.db").display());
+        identity_source(&src_url).await;
+        let dst_url = format!("sqlite://{}", dir.path().join("dst.db").display());
+
+        let mut source = ExportSource::open(&src_url).await.unwrap();
+        // Not "unknown tables" any more.
+        let others = source.other_tables().await.unwrap();
+        assert!(
+            others.iter().all(|(t, _)| t != "users" && t != "audit_log"),
+            "{others:?}"
+        );
+        // A dry run on no target: only the seeded library is there.
+        let (dry, conflicts) = source.identity_survey(None).await.unwrap();
+        assert!(conflicts.is_empty());
+        let expected = [
+            ("users", 2, 0),
+            ("groups", 1, 0),
+            ("user_groups", 1, 0),
+            ("projects", 2, 1),
+            ("project_members", 2, 0),
+            ("robots", 1, 0),
+            ("personal_access_tokens", 1, 0),
+            ("signing_keys", 1, 0),
+            ("audit_log", 1200, 0),
+        ];
+        assert_eq!(dry, expected);
+
+        let target = ImportTarget::open(&dst_url).await.unwrap();
+        let (before, _) = source.identity_survey(Some(&target)).await.unwrap();
+        assert_eq!(before, expected);
+        // An interrupted run that copied the users only: not rows of the
+        // target's own, the next run goes on.
+        assert_eq!(
+            source
+                .copy_identity_table(&target, "users", 1, |_| {})
+                .await
+                .unwrap(),
+            (2, 2)
+        );
+        let (partial, conflicts) = source.identity_survey(Some(&target)).await.unwrap();
+        assert!(conflicts.is_empty(), "{conflicts:?}");
+        assert_eq!(partial[0], ("users", 2, 2));
+        let moved = copy_identity(&mut source, &target).await;
+        assert_eq!(
+            moved,
+            [
+                (2, 0),
+                (1, 1),
+                (1, 1),
+                (2, 1),
+                (2, 2),
+                (1, 1),
+                (1, 1),
+                (1, 1),
+                (1200, 1200)
+            ]
+        );
+        // Again: everything is there, nothing is written twice.
+        let again = copy_identity(&mut source, &target).await;
+        assert!(again.iter().all(|(_, written)| *written == 0), "{again:?}");
+        let (after, _) = source.identity_survey(Some(&target)).await.unwrap();
+        assert!(after.iter().all(|(_, total, present)| total == present));
+        target.close().await;
+        source.close().await;
+
+        // Same ids, same rows; library took the source's settings; later
+        // inserts get ids past the copied ones.
+        let src = MetaStore::open(&src_url).await.unwrap();
+        let dst = MetaStore::open(&dst_url).await.unwrap();
+        let alice = src.user_by_name("alice").await.unwrap().unwrap();
+        assert_eq!(
+            dst.user_by_name("alice").await.unwrap(),
+            Some(alice.clone())
+        );
+        assert_eq!(
+            dst.project_by_name("library").await.unwrap(),
+            src.project_by_name("library").await.unwrap()
+        );
+        assert!(
+            dst.project_by_name("library")
+                .await
+                .unwrap()
+                .unwrap()
+                .public
+        );
+        let team = dst.project_by_name("team").await.unwrap().unwrap();
+        assert_eq!(
+            dst.member_roles(team.id, Some(alice.id), &[])
+                .await
+                .unwrap(),
+            src.member_roles(team.id, Some(alice.id), &[])
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            dst.token_by_hash("sha256:token").await.unwrap(),
+            src.token_by_hash("sha256:token").await.unwrap()
+        );
+        assert_eq!(
+            dst.signing_keys(0).await.unwrap(),
+            src.signing_keys(0).await.unwrap()
+        );
+        let mut tx = dst.begin_identity().await.unwrap();
+        let bob = tx
+            .insert_user(crate::NewUser {
+                name: "bob",
+                email: None,
+                source: "local",
+                external_id: None,
+                password_hash: None,
+                system_admin: false,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let other = tx.insert_project("other", false).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        assert!(bob > alice.id && other > team.id, "{bob} {other}");
+        src.close().await;
+        dst.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_target_with_identity_rows_of_its_own_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_url = format!("sqlite://{}", dir.path().join("src.db").display());
+        identity_source(&src_url).await;
+        // A node started on the target: its own admin and signing key.
+        let dst_url = format!("sqlite://{}", dir.path().join("dst.db").display());
+        let meta = MetaStore::open(&dst_url).await.unwrap();
+        let mut tx = meta.begin_identity().await.unwrap();
+        tx.insert_user(crate::NewUser {
+            name: "admin",
+            email: None,
+            source: "local",
+            external_id: None,
+            password_hash: Some("$argon2id$other"),
+            system_admin: true,
+        })
+        .await
+        .unwrap();
+        tx.insert_signing_key("kid-target", "ES256", "PEM2", 9)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        meta.close().await;
+        // Make the admin's creation time surely differ from the source's.
+        let pool = sqlx::AnyPool::connect(&dst_url).await.unwrap();
+        sqlx::query("UPDATE users SET created_at = 1 WHERE name = 'admin'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let mut source = ExportSource::open(&src_url).await.unwrap();
+        let target = ImportTarget::open(&dst_url).await.unwrap();
+        let (_, conflicts) = source.identity_survey(Some(&target)).await.unwrap();
+        assert_eq!(conflicts.len(), 2, "{conflicts:?}");
+        assert!(
+            conflicts[0].starts_with("users: 1 row(s)") && conflicts[0].contains("name=\"admin\""),
+            "{conflicts:?}"
+        );
+        assert!(
+            conflicts[1].starts_with("signing_keys: 1 row(s)")
+                && conflicts[1].contains("kid-target")
+                && conflicts[1].contains("not in the source")
+                && !conflicts[1].contains("PEM"),
+            "{conflicts:?}"
+        );
+        target.close().await;
+        source.close().await;
     }
 
     #[tokio::test]

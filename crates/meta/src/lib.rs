@@ -32,6 +32,9 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Url(String),
+    /// The TLS handshake with PostgreSQL failed (`sslmode`, `sslrootcert`).
+    #[error("TLS to the database: {0}")]
+    Tls(String),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
 }

@@ -49,6 +49,22 @@ pub struct MetaStore {
     read: AnyPool,
 }
 
+/// A failed first connection, with a hint when TLS is what failed.
+fn connect_error(e: sqlx::Error) -> Error {
+    let text = e.to_string();
+    if text.contains("invalid peer certificate") {
+        return Error::Tls(format!(
+            "{text}: the server's certificate is not trusted. With sslmode=verify-ca or \
+             verify-full it must chain to the CA in sslrootcert (without sslrootcert: to a \
+             public root), and verify-full also checks the host name against it"
+        ));
+    }
+    match e {
+        sqlx::Error::Tls(_) => Error::Tls(text),
+        e => Error::Db(e),
+    }
+}
+
 impl MetaStore {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
     pub async fn open_sqlite(path: &Path) -> Result<MetaStore> {
@@ -87,13 +103,20 @@ impl MetaStore {
 
     /// Connects to PostgreSQL at `url` (`postgres://user:pass@host:port/db`)
     /// and migrates it. Several nodes may share the database.
+    ///
+    /// The URL's libpq-style parameters reach sqlx unchanged: `sslmode`
+    /// (`disable`, `prefer` (the default), `require`, `verify-ca`,
+    /// `verify-full`), `sslrootcert` (the CA to trust instead of the public
+    /// roots), `sslcert`/`sslkey` (client certificate), `application_name`.
+    /// TLS is rustls on aws-lc-rs.
     pub async fn open_postgres(url: &str) -> Result<MetaStore> {
         sqlx::any::install_default_drivers();
         let options = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(connect_error)?;
         // Several nodes may start at once; sqlx's migrator takes an advisory
         // lock on PostgreSQL so exactly one applies each migration.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;

@@ -5,15 +5,23 @@
 //!
 //! 1. **Survey.** Every table of the source is read in keyset pages through
 //!    one read-only snapshot and compared with what the target already
-//!    holds. `--dry-run` prints this and stops, having written nothing.
+//!    holds. `--dry-run` prints this and stops, having written nothing. A
+//!    target holding identity rows of its own (a node started on it created
+//!    its own `admin` and signing key) is refused here, before anything is
+//!    written: two installations' accounts are never merged.
 //! 2. **Blobs.** Each blob the target has no row for streams from the source
 //!    store into a target upload, hashed on the way; only when the digest
 //!    and size match is the upload committed and then the blob row written
 //!    (bytes before metadata, as everywhere in Berth). A mismatch leaves
 //!    nothing for that blob on the target and fails the run, naming it.
-//! 3. **Metadata.** Repositories, links, manifests (exact bytes, digests
-//!    re-verified) with their references, then tags, in that order, with
-//!    `INSERT … ON CONFLICT DO NOTHING` and the source's timestamps.
+//! 3. **Metadata.** The identity tables first, with their ids and in
+//!    foreign-key order (users, groups, group memberships, projects, project
+//!    members, robots, personal access tokens, signing keys, the audit log;
+//!    the `library` project both schemas seed takes the source's settings;
+//!    PostgreSQL id sequences are moved past the copied ids). Then
+//!    repositories, links, manifests (exact bytes, digests re-verified) with
+//!    their references, then tags, in that order. All with `INSERT … ON
+//!    CONFLICT DO NOTHING` and the source's timestamps.
 //!
 //! Every step skips what is already on the target, so a run that was
 //! interrupted (even by SIGKILL) is finished by running it again. A blob is
@@ -108,6 +116,8 @@ struct Tally {
 
 #[derive(Debug, Default)]
 struct Figures {
+    /// The identity tables, in copy order.
+    identity: Vec<(&'static str, Tally)>,
     repositories: Tally,
     blobs: Tally,
     blob_bytes: Tally,
@@ -180,8 +190,8 @@ async fn migrate(args: &MigrateArgs, progress: &Arc<Progress>) -> anyhow::Result
         )
     })?;
     // A dry run touches the target store only to see that it answers, and
-    // only where that reads nothing but a listing (S3).
-    let target_store = if !args.dry_run || matches!(target_cfg.storage, Storage::S3(_)) {
+    // only where that reads nothing but a listing (S3, GCS, Azure).
+    let target_store = if !args.dry_run || !matches!(target_cfg.storage, Storage::Fs) {
         if args.dry_run {
             progress.line("checking that the target store answers (a listing, nothing written)");
         }
@@ -320,6 +330,15 @@ fn configs(args: &MigrateArgs) -> anyhow::Result<(Config, Config)> {
                 && a.bucket == b.bucket
                 && a.prefix.trim_matches('/') == b.prefix.trim_matches('/')
         }
+        (Storage::Gcs(a), Storage::Gcs(b)) => {
+            a.bucket == b.bucket && a.prefix.trim_matches('/') == b.prefix.trim_matches('/')
+        }
+        (Storage::Azure(a), Storage::Azure(b)) => {
+            a.account == b.account
+                && a.endpoint == b.endpoint
+                && a.container == b.container
+                && a.prefix.trim_matches('/') == b.prefix.trim_matches('/')
+        }
         _ => false,
     };
     if same_store {
@@ -376,6 +395,21 @@ fn describe(config: &Config) -> String {
                 .map(|e| format!(" at {e}"))
                 .unwrap_or_default()
         ),
+        Storage::Gcs(gcs) => format!(
+            "blobs in GCS bucket {:?} prefix {:?}",
+            gcs.bucket, gcs.prefix
+        ),
+        Storage::Azure(azure) => format!(
+            "blobs in Azure container {:?} of account {:?} prefix {:?}{}",
+            azure.container,
+            azure.account,
+            azure.prefix,
+            azure
+                .endpoint
+                .as_deref()
+                .map(|e| format!(" at {e}"))
+                .unwrap_or_default()
+        ),
     };
     format!("metadata {}, {blobs}", redact_url(&config.metadata_url))
 }
@@ -418,8 +452,40 @@ async fn survey(
     source: &mut ExportSource,
     target: Option<&ImportTarget>,
 ) -> anyhow::Result<Figures> {
+    // Identity first: a target with accounts of its own is refused before
+    // anything else is looked at (or written).
+    let (identity, conflicts) = source.identity_survey(target).await?;
+    if !conflicts.is_empty() {
+        let mut msg = String::from(
+            "the target database already holds identity rows (accounts, keys, events) that are \
+             not this source's; nothing was copied:",
+        );
+        for c in &conflicts {
+            write!(msg, "\n  {c}").expect("writing to a String");
+        }
+        msg.push_str(
+            "\nA node was probably started on the target before the migration and created its \
+             own admin account and signing key; berth migrate never merges two installations' \
+             accounts. Migrate into a fresh, empty database (create a new one, run berth migrate \
+             into it, and start the nodes on it only afterwards).",
+        );
+        bail!(msg);
+    }
     let counts = source.counts().await?;
     let mut f = Figures {
+        identity: identity
+            .into_iter()
+            .map(|(table, total, present)| {
+                (
+                    table,
+                    Tally {
+                        total,
+                        present,
+                        moved: 0,
+                    },
+                )
+            })
+            .collect(),
         uploads: counts.uploads,
         unmigrated: source
             .other_tables()
@@ -783,8 +849,23 @@ async fn copy_metadata(
     progress: &Progress,
     f: &mut Figures,
 ) -> anyhow::Result<()> {
-    let rows = f.repositories.total + f.links.total + f.manifests.total + f.tags.total;
+    let rows = f.repositories.total
+        + f.links.total
+        + f.manifests.total
+        + f.tags.total
+        + f.identity.iter().map(|(_, t)| t.total).sum::<u64>();
     progress.start_rows(rows);
+
+    // Identity rows with their ids, every table after those it points to.
+    for (table, tally) in &mut f.identity {
+        progress.phase(table);
+        let (seen, written) = source
+            .copy_identity_table(target, table, PAGE, |n| progress.rows(n))
+            .await
+            .with_context(|| format!("copying {table}"))?;
+        tally.moved = written;
+        tally.present = seen - written;
+    }
 
     progress.phase("repositories");
     let mut after: Option<String> = None;
@@ -886,20 +967,22 @@ async fn copy_metadata(
 
 fn table(figures: &Figures, last_column: &str, moved: impl Fn(&Tally) -> u64) -> String {
     let mut out = format!(
-        "{:<18}{:>14}{:>19}{:>14}\n",
+        "{:<24}{:>14}{:>19}{:>14}\n",
         "", "source", "already on target", last_column
     );
-    for (name, t) in [
+    let registry = [
         ("repositories", &figures.repositories),
         ("blobs", &figures.blobs),
         ("blob bytes", &figures.blob_bytes),
         ("repository links", &figures.links),
         ("manifests", &figures.manifests),
         ("tags", &figures.tags),
-    ] {
+    ];
+    let identity = figures.identity.iter().map(|(name, t)| (*name, t));
+    for (name, t) in registry.into_iter().chain(identity) {
         writeln!(
             out,
-            "{name:<18}{:>14}{:>19}{:>14}",
+            "{name:<24}{:>14}{:>19}{:>14}",
             t.total,
             t.present,
             moved(t)
@@ -924,6 +1007,12 @@ fn print_dry_run(f: &Figures) {
     .expect("writing to a String");
     writeln!(
         out,
+        "would move identity rows: {}",
+        identity_list(f, |t| t.total - t.present)
+    )
+    .expect("writing to a String");
+    writeln!(
+        out,
         "manifest digests verified in the source: {}",
         f.manifests_verified
     )
@@ -940,6 +1029,12 @@ fn print_summary(f: &Figures, elapsed: Duration, blob_elapsed: Duration) {
         out,
         "artifacts moved: {} (manifests: images, indexes, referrers) in {} repositories, {} tags",
         f.manifests.moved, f.repositories.total, f.tags.moved
+    )
+    .expect("writing to a String");
+    writeln!(
+        out,
+        "identity rows moved (ids kept): {}",
+        identity_list(f, |t| t.moved)
     )
     .expect("writing to a String");
     writeln!(
@@ -968,9 +1063,24 @@ fn print_summary(f: &Figures, elapsed: Duration, blob_elapsed: Duration) {
         f.tags.present
     )
     .expect("writing to a String");
+    writeln!(
+        out,
+        "identity rows skipped, already on the target: {}",
+        identity_list(f, |t| t.present)
+    )
+    .expect("writing to a String");
     tail(&mut out, f);
     writeln!(out, "elapsed: {:.2}s", elapsed.as_secs_f64()).expect("writing to a String");
     print_out(&out);
+}
+
+/// `3 users, 1 groups, …`: one figure per identity table.
+fn identity_list(f: &Figures, figure: impl Fn(&Tally) -> u64) -> String {
+    f.identity
+        .iter()
+        .map(|(table, t)| format!("{} {table}", figure(t)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn tail(out: &mut String, f: &Figures) {

@@ -11,7 +11,7 @@ use berth_config::{Config, LogFormat, RawConfig, RawTls, Storage, redact_url};
 use berth_core::access::{AuditForwarding, LdapSettings, LoginLimits, OidcSettings};
 use berth_core::{Access, AccessSettings, Options, Registry};
 use berth_meta::MetaStore;
-use berth_storage::{BlobStore, FsStore, S3Config, S3Store};
+use berth_storage::{AzureConfig, BlobStore, FsStore, GcsConfig, ObjectBlobStore, S3Config};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// How long in-flight requests may run after a shutdown signal.
@@ -258,15 +258,20 @@ fn spawn_jobs(
 }
 
 /// The blob store the configuration names, and the options that depend on it.
+/// S3, GCS and Azure share one implementation over `object_store`; each can
+/// answer blob GETs with presigned redirects (`storage.redirect`).
 pub(crate) fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>, Options)> {
-    Ok(match &config.storage {
+    let options = Options {
+        blob_redirect: config.storage.redirect(),
+    };
+    let store: Arc<dyn BlobStore> = match &config.storage {
         Storage::Fs => {
             let store = FsStore::open(&config.data_dir)
                 .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?;
-            (Arc::new(store), Options::default())
+            return Ok((Arc::new(store), Options::default()));
         }
-        Storage::S3(s3) => {
-            let store = S3Store::new(&S3Config {
+        Storage::S3(s3) => Arc::new(
+            ObjectBlobStore::s3(&S3Config {
                 endpoint: s3.endpoint.clone(),
                 region: s3.region.clone(),
                 bucket: s3.bucket.clone(),
@@ -276,13 +281,39 @@ pub(crate) fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>,
                 secret_access_key: s3.secret_access_key.clone(),
                 allow_http: s3.allow_http,
             })
-            .with_context(|| format!("configuring S3 bucket {}", s3.bucket))?;
-            let options = Options {
-                blob_redirect: s3.redirect,
-            };
-            (Arc::new(store), options)
-        }
-    })
+            .with_context(|| format!("configuring S3 bucket {} ([storage])", s3.bucket))?,
+        ),
+        Storage::Gcs(gcs) => Arc::new(
+            ObjectBlobStore::gcs(&GcsConfig {
+                bucket: gcs.bucket.clone(),
+                prefix: gcs.prefix.clone(),
+                service_account_key_file: gcs.service_account_key_file.clone(),
+            })
+            .with_context(|| {
+                format!(
+                    "configuring GCS bucket {} ([storage], storage.service_account_key_file)",
+                    gcs.bucket
+                )
+            })?,
+        ),
+        Storage::Azure(azure) => Arc::new(
+            ObjectBlobStore::azure(&AzureConfig {
+                account: azure.account.clone(),
+                container: azure.container.clone(),
+                prefix: azure.prefix.clone(),
+                access_key: azure.access_key.clone(),
+                endpoint: azure.endpoint.clone(),
+                allow_http: azure.allow_http,
+            })
+            .with_context(|| {
+                format!(
+                    "configuring Azure container {} of account {} ([storage])",
+                    azure.container, azure.account
+                )
+            })?,
+        ),
+    };
+    Ok((store, options))
 }
 
 async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>) {
@@ -299,4 +330,70 @@ async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>) {
     }
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        berth_config::load(
+            None,
+            |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+            RawConfig::default(),
+        )
+        .unwrap()
+    }
+
+    /// Each object storage backend is built from the configuration without
+    /// a request; presigning works offline where the credentials allow it.
+    #[tokio::test]
+    async fn open_store_builds_every_backend() {
+        let digest = berth_oci::Digest::sha256_of(b"x");
+        let azure = config(&[
+            ("BERTH_STORAGE_BACKEND", "azure"),
+            ("BERTH_AZURE_ACCOUNT", "berthtest"),
+            ("BERTH_AZURE_CONTAINER", "blobs"),
+            ("BERTH_AZURE_ACCESS_KEY", "YmVydGgtdGVzdC1rZXk="),
+            ("BERTH_AZURE_REDIRECT", "true"),
+        ]);
+        let (store, options) = open_store(&azure).unwrap();
+        assert_eq!(options.blob_redirect, Some(Duration::from_secs(300)));
+        let url = store
+            .presigned_get(&digest, Duration::from_secs(300))
+            .await
+            .unwrap()
+            .expect("an access key signs");
+        assert!(
+            url.starts_with("https://berthtest.blob.core.windows.net/blobs/blobs/sha256/"),
+            "{url}"
+        );
+
+        let s3 = config(&[
+            ("BERTH_STORAGE_BACKEND", "s3"),
+            ("BERTH_S3_BUCKET", "b"),
+            ("BERTH_S3_ACCESS_KEY_ID", "k"),
+            ("BERTH_S3_SECRET_ACCESS_KEY", "s"),
+        ]);
+        let (_, options) = open_store(&s3).unwrap();
+        assert_eq!(options.blob_redirect, None);
+
+        // A key file that is readable (the configuration checks that) but
+        // holds no key fails here, naming the bucket and the field.
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("sa.json");
+        std::fs::write(&key, "{}").unwrap();
+        let gcs = config(&[
+            ("BERTH_STORAGE_BACKEND", "gcs"),
+            ("BERTH_GCS_BUCKET", "berth-blobs"),
+            ("BERTH_GCS_SERVICE_ACCOUNT_KEY_FILE", key.to_str().unwrap()),
+        ]);
+        let err = format!("{:#}", open_store(&gcs).err().expect("no key in the file"));
+        assert!(err.contains("GCS bucket berth-blobs"), "{err}");
+        assert!(err.contains("storage.service_account_key_file"), "{err}");
+    }
 }

@@ -3,7 +3,10 @@
 //! a dry run writes nothing and counts right; a migration pulls back
 //! byte-identical through a server on the target; a migration killed with
 //! SIGKILL finishes when run again; a corrupted source blob fails the run,
-//! naming its digest, and leaves nothing of that blob on the target.
+//! naming its digest, and leaves nothing of that blob on the target. Users,
+//! projects, members, robots, tokens, signing keys and the audit log move
+//! with their ids (every credential of the source works on the target); a
+//! target where a node already made its own admin is refused untouched.
 
 mod common;
 
@@ -13,9 +16,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use berth_oci::Digest;
 use berth_storage::{BlobStore, S3Config, S3Store};
-use common::{Berth, digest_of, service_env, unique};
+use common::{ADMIN_PASSWORD, ADMIN_USER, Berth, digest_of, service_env, unique};
 use rand::{Rng, RngCore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -190,10 +194,320 @@ fn figures(stdout: &str) -> BTreeMap<String, (u64, u64, u64)> {
         "repository links",
         "manifests",
         "tags",
-    ] {
-        assert!(rows.contains_key(row), "no {row:?} row in:\n{stdout}");
+    ]
+    .iter()
+    .chain(&IDENTITY_TABLES)
+    {
+        assert!(rows.contains_key(*row), "no {row:?} row in:\n{stdout}");
     }
     rows
+}
+
+/// The identity tables `berth migrate` moves, in its order.
+const IDENTITY_TABLES: [&str; 9] = [
+    "users",
+    "groups",
+    "user_groups",
+    "projects",
+    "project_members",
+    "robots",
+    "personal_access_tokens",
+    "signing_keys",
+    "audit_log",
+];
+
+// ---------------------------------------------------------------------------
+// Identity: the management API and credentials
+// ---------------------------------------------------------------------------
+
+/// `Basic …` for `user:password`.
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn admin() -> String {
+    basic(ADMIN_USER, ADMIN_PASSWORD)
+}
+
+/// One request with exactly the `Authorization` given: its status and body.
+async fn send(
+    url: &str,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+    json_body: Option<&Value>,
+) -> (StatusCode, Vec<u8>) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client
+        .request(method.clone(), format!("{url}{path}"))
+        .header("authorization", auth);
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    if let Some(v) = json_body {
+        req = req.json(v);
+    }
+    let r = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = r.status();
+    (status, r.bytes().await.unwrap().to_vec())
+}
+
+/// A management API call (`/api/v1…`) that must succeed; its JSON answer.
+async fn api_ok(url: &str, auth: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (status, bytes) = send(
+        url,
+        auth,
+        method,
+        &format!("/api/v1{path}"),
+        None,
+        body.as_ref(),
+    )
+    .await;
+    assert!(
+        status.is_success(),
+        "{method} /api/v1{path}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+/// The status of a management API call.
+async fn api_status(url: &str, auth: &str, method: &str, path: &str) -> StatusCode {
+    send(url, auth, method, &format!("/api/v1{path}"), None, None)
+        .await
+        .0
+}
+
+/// Pushes `data` to `repo` in one request (`POST …?digest=`) as `auth`.
+async fn push_blob_as(url: &str, auth: &str, repo: &str, data: &[u8]) -> StatusCode {
+    let digest = digest_of(data);
+    let path = format!("/v2/{repo}/blobs/uploads/?digest={digest}");
+    send(url, auth, "POST", &path, Some(data.to_vec()), None)
+        .await
+        .0
+}
+
+/// Every audit event, newest first, paging with `next`.
+async fn audit_events(url: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let q = match &after {
+            Some(a) => format!("/audit?limit=1000&after={a}"),
+            None => "/audit?limit=1000".into(),
+        };
+        let page = api_ok(url, &admin(), "GET", &q, None).await;
+        all.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => return all,
+        }
+    }
+}
+
+/// What identifies an audit event across installations.
+fn event_key(e: &Value) -> String {
+    format!(
+        "{} {} {} {} {} {}",
+        e["id"], e["time_ms"], e["actor"], e["action"], e["resource"], e["result"]
+    )
+}
+
+const DEV_PASSWORD: &str = "dev-password-1";
+const OPS_PASSWORD: &str = "ops-password-1";
+
+/// Credentials made on the source through the management API.
+struct Identity {
+    robot: String,
+    robot_secret: String,
+    pat: String,
+    /// A registry token for `team/app` pull, signed by the source's key.
+    token: String,
+    /// A blob of `team/app` pushed on the source.
+    team_blob: String,
+}
+
+/// A project `team` with the user `dev` as developer and the local group
+/// `builders` (with the user `ops` in it) as guest, a project robot and a
+/// personal access token of dev's, an image in `team/app`, and a registry
+/// token dev got for it.
+async fn seed_identity(reg: &Registry, pushed: &mut Pushed) -> Identity {
+    let url = &reg.url;
+    api_ok(
+        url,
+        &admin(),
+        "POST",
+        "/projects",
+        Some(json!({"name": "team"})),
+    )
+    .await;
+    api_ok(
+        url,
+        &admin(),
+        "POST",
+        "/users",
+        Some(json!({"name": "dev", "password": DEV_PASSWORD})),
+    )
+    .await;
+    api_ok(
+        url,
+        &admin(),
+        "POST",
+        "/projects/team/members",
+        Some(json!({"user": "dev", "role": "developer"})),
+    )
+    .await;
+    api_ok(
+        url,
+        &admin(),
+        "POST",
+        "/users",
+        Some(json!({"name": "ops", "password": OPS_PASSWORD})),
+    )
+    .await;
+    let group = api_ok(
+        url,
+        &admin(),
+        "POST",
+        "/groups",
+        Some(json!({"name": "builders"})),
+    )
+    .await;
+    let gid = group["id"].as_i64().unwrap();
+    api_ok(
+        url,
+        &admin(),
+        "POST",
+        &format!("/groups/{gid}/members/ops"),
+        None,
+    )
+    .await;
+    api_ok(
+        url,
+        &admin(),
+        "POST",
+        "/projects/team/members",
+        Some(json!({"group": "builders", "role": "guest"})),
+    )
+    .await;
+    let access: Vec<Value> = ["pull", "push"]
+        .iter()
+        .map(|a| json!({"resource": "repository", "action": a}))
+        .collect();
+    let robot = api_ok(
+        url,
+        &admin(),
+        "POST",
+        "/projects/team/robots",
+        Some(json!({"name": "ci", "permissions": [{
+            "namespace": {"kind": "project", "project": "team"},
+            "access": access,
+        }]})),
+    )
+    .await;
+    let pat = api_ok(
+        url,
+        &basic("dev", DEV_PASSWORD),
+        "POST",
+        "/users/me/tokens",
+        Some(json!({"name": "laptop", "expires_in_days": 30})),
+    )
+    .await;
+    let layer = random_bytes(64 * 1024);
+    pushed
+        .image(reg, "team/app", &["1.0"], MANIFEST, &[&layer])
+        .await;
+    let (status, body) = send(
+        url,
+        &basic("dev", DEV_PASSWORD),
+        "GET",
+        "/service/token?service=berth&scope=repository:team/app:pull",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let token: Value = serde_json::from_slice(&body).unwrap();
+    Identity {
+        robot: robot["name"].as_str().unwrap().to_string(),
+        robot_secret: robot["secret"].as_str().unwrap().to_string(),
+        pat: pat["secret"].as_str().unwrap().to_string(),
+        token: token["token"].as_str().unwrap().to_string(),
+        team_blob: digest_of(&layer),
+    }
+}
+
+/// Every credential of the source works on the server at `url`; returns
+/// the digest of the blob dev pushed there.
+async fn check_credentials(url: &str, id: &Identity) -> String {
+    let dev = basic("dev", DEV_PASSWORD);
+    assert_eq!(
+        api_status(url, &admin(), "GET", "/me").await,
+        StatusCode::OK
+    );
+    let me = api_ok(url, &dev, "GET", "/me", None).await;
+    assert_eq!(me["name"], "dev");
+    assert_eq!(
+        api_status(url, &basic("dev", "not-the-password"), "GET", "/me").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // dev pushes to the project, as a developer may.
+    let mine = random_bytes(32 * 1024);
+    assert_eq!(
+        push_blob_as(url, &dev, "team/app", &mine).await,
+        StatusCode::CREATED
+    );
+    let blob = |d: &str| format!("/v2/team/app/blobs/{d}");
+    // The robot's secret and dev's personal access token.
+    let robot = basic(&id.robot, &id.robot_secret);
+    assert_eq!(
+        api_ok(url, &robot, "GET", "/me", None).await["kind"],
+        "robot"
+    );
+    assert_eq!(
+        send(url, &robot, "GET", &blob(&digest_of(&mine)), None, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // ops reads the project through the group: pull, not push.
+    let ops = basic("ops", OPS_PASSWORD);
+    assert_eq!(
+        api_ok(url, &ops, "GET", "/me", None).await["groups"],
+        json!(["builders"])
+    );
+    assert_eq!(
+        send(url, &ops, "GET", &blob(&id.team_blob), None, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        push_blob_as(url, &ops, "team/app", b"not from a guest").await,
+        StatusCode::FORBIDDEN
+    );
+    let pat = basic("dev", &id.pat);
+    assert_eq!(api_ok(url, &pat, "GET", "/me", None).await["name"], "dev");
+    assert_eq!(
+        send(url, &pat, "GET", &blob(&id.team_blob), None, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // A registry token signed on the source before the migration.
+    let bearer = format!("Bearer {}", id.token);
+    let (status, body) = send(url, &bearer, "GET", &blob(&id.team_blob), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(digest_of(&body), id.team_blob);
+    digest_of(&mine)
 }
 
 // ---------------------------------------------------------------------------
@@ -215,7 +529,7 @@ struct Got {
 impl Registry {
     fn new(url: &str) -> Registry {
         Registry {
-            http: reqwest::Client::builder()
+            http: common::client_builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(120))
                 .build()
@@ -495,10 +809,22 @@ fn distinct_blobs(p: &Pushed) -> usize {
 async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
     let target = TargetEnv::fresh().await;
     let source_dir = tempfile::tempdir().unwrap();
-    let mut source = Berth::start_in(source_dir.path(), &[]);
+    // Registry tokens live an hour, so the one got before the migration
+    // still verifies after it.
+    let long_tokens = [(
+        "BERTH_AUTH_TOKEN_LIFETIME_SECS".to_string(),
+        "3600".to_string(),
+    )];
+    let mut source = Berth::start_env(source_dir.path(), "127.0.0.1:0", &[], &long_tokens);
     let reg = Registry::new(&source.url);
-    let pushed = push_sample(&reg).await;
+    let mut pushed = push_sample(&reg).await;
+    let identity = seed_identity(&reg, &mut pushed).await;
     let before = view(&reg, &pushed).await;
+    // The source's users and audit log (its events are written behind the
+    // requests: those still queued are written when it stops, and move too).
+    let source_users = api_ok(&source.url, &admin(), "GET", "/users", None).await;
+    let source_events = audit_events(&source.url).await;
+    assert!(source_events.len() >= 5, "{source_events:?}");
     source.stop();
 
     let blobs = distinct_blobs(&pushed);
@@ -521,13 +847,31 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
     // Dry run: right figures, nothing on the target.
     let (out, _) = run_ok(&mut target.migrate(source_dir.path(), &["--dry-run"]));
     let dry = figures(&out);
-    assert_eq!(dry["repositories"], (2, 0, 2), "{out}");
+    let repos = pushed.repos.len() as u64;
+    assert_eq!(dry["repositories"], (repos, 0, repos), "{out}");
     assert_eq!(dry["blobs"], (blobs as u64, 0, blobs as u64), "{out}");
     assert_eq!(dry["repository links"], (links, 0, links), "{out}");
     assert_eq!(dry["manifests"], (manifests, 0, manifests), "{out}");
     assert_eq!(dry["tags"], (tags, 0, tags), "{out}");
     let bytes = dry["blob bytes"].0;
     assert!(bytes > 9 * MIB as u64, "{out}");
+    // admin, dev and ops; one group with ops in it; library (seeded on the
+    // target too), mig and team; one robot, one token, one signing key.
+    assert_eq!(dry["users"], (3, 0, 3), "{out}");
+    assert_eq!(dry["groups"], (1, 0, 1), "{out}");
+    assert_eq!(dry["user_groups"], (1, 0, 1), "{out}");
+    assert_eq!(dry["projects"], (3, 1, 2), "{out}");
+    assert_eq!(dry["robots"], (1, 0, 1), "{out}");
+    assert_eq!(dry["personal_access_tokens"], (1, 0, 1), "{out}");
+    assert_eq!(dry["signing_keys"], (1, 0, 1), "{out}");
+    // dev, builders, and the admin wherever it created a project.
+    let members = dry["project_members"].0;
+    assert!(members >= 2, "{out}");
+    assert_eq!(dry["project_members"], (members, 0, members), "{out}");
+    let events = dry["audit_log"].0;
+    assert!(events >= source_events.len() as u64, "{out}");
+    assert_eq!(dry["audit_log"], (events, 0, events), "{out}");
+    assert!(!out.contains("does not know these tables"), "{out}");
     assert_eq!(target.table_count().await, 0, "a dry run created tables");
     let store = target.store();
     for (_, d) in &pushed.blobs {
@@ -549,7 +893,14 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
     assert_eq!(moved["manifests"], (manifests, 0, manifests), "{out}");
     assert_eq!(moved["tags"], (tags, 0, tags), "{out}");
     assert_eq!(moved["repository links"], (links, 0, links), "{out}");
+    for table in IDENTITY_TABLES {
+        assert_eq!(moved[table], dry[table], "{table}: {out}");
+    }
     assert!(out.contains("blobs copied and verified:"), "{out}");
+    assert!(
+        out.contains("identity rows moved (ids kept): 3 users, 1 groups, 1 user_groups,"),
+        "{out}"
+    );
     assert!(err.contains("copying"), "no progress lines: {err}");
     // The source was only read.
     assert!(std::fs::read(source_dir.path().join("meta.db")).unwrap() == meta_db);
@@ -560,6 +911,10 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
     assert_eq!(again["blobs"], (blobs as u64, blobs as u64, 0));
     assert_eq!(again["manifests"], (manifests, manifests, 0));
     assert_eq!(again["tags"], (tags, tags, 0));
+    for table in IDENTITY_TABLES {
+        let (total, present, moved) = again[table];
+        assert_eq!((present, moved), (total, 0), "{table}");
+    }
 
     // A server on PostgreSQL + S3 serves the same thing, byte for byte.
     let dir = tempfile::tempdir().unwrap();
@@ -579,6 +934,61 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
         assert_eq!(after.manifests.get(k), Some(v), "manifest {k}");
     }
     assert_eq!(after, before);
+
+    // Every account and credential of the source works on the target.
+    let pushed_on_target = check_credentials(&node.url, &identity).await;
+    let users = api_ok(&node.url, &admin(), "GET", "/users", None).await;
+    assert_eq!(
+        users["items"], source_users["items"],
+        "same users, same ids"
+    );
+    // The audit log came along, ids and all.
+    let target_events: std::collections::BTreeSet<String> = audit_events(&node.url)
+        .await
+        .iter()
+        .map(event_key)
+        .collect();
+    for e in &source_events {
+        assert!(
+            target_events.contains(&event_key(e)),
+            "{e} is missing from the target's audit log"
+        );
+    }
+    // New rows get ids past the copied ones (PostgreSQL's sequences moved).
+    let max_id = source_users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    let newcomer = api_ok(
+        &node.url,
+        &admin(),
+        "POST",
+        "/users",
+        Some(json!({"name": "newcomer", "password": "newcomer-password-1"})),
+    )
+    .await;
+    assert!(newcomer["id"].as_i64().unwrap() > max_id, "{newcomer}");
+    api_ok(
+        &node.url,
+        &admin(),
+        "POST",
+        "/projects",
+        Some(json!({"name": "fresh"})),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !audit_events(&node.url).await.iter().any(|e| {
+        e["action"] == "user.create" && e["resource"].as_str().unwrap_or("").contains("newcomer")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the target records no new audit events"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The blobs are in S3 under their digests.
     for (_, d) in &pushed.blobs {
         assert!(
@@ -626,24 +1036,51 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
         cmd.env_remove(k);
     }
     let (out, _) = run_ok(&mut cmd);
+    // With the blob dev pushed on the target.
+    let back = figures(&out);
     assert_eq!(
-        figures(&out)["blobs"],
-        (blobs as u64, 0, blobs as u64),
+        back["blobs"],
+        (blobs as u64 + 1, 0, blobs as u64 + 1),
         "{out}"
     );
+    assert_eq!(back["users"], (4, 0, 4), "{out}");
+    assert_eq!(back["projects"], (4, 1, 3), "{out}");
     let home = Berth::start_in(&embedded, &[]);
     assert_eq!(view(&Registry::new(&home.url), &pushed).await, before);
+    check_credentials(&home.url, &identity).await;
     target.remove_blobs(&pushed).await;
+    let store = target.store();
+    store
+        .delete(&Digest::parse(&pushed_on_target).unwrap())
+        .await
+        .unwrap();
+    let count = |t: &str| moved[t].2;
     println!(
         "migrate round trip: {} repositories, {manifests} artifacts (manifests) and {tags} tags \
-         moved, {blobs} blobs ({bytes} bytes) copied and verified on arrival in {:.2}s; pulled \
-         back through PostgreSQL + S3: {} manifests by tag and digest byte-identical, {} blob \
-         digests verified, referrers and catalog identical; migrated back to SQLite + files \
-         identical too",
+         moved, {blobs} blobs ({bytes} bytes) copied and verified on arrival in {:.2}s; identity \
+         moved with ids kept: {} users, {} groups with {} members, {} projects besides library, \
+         {} project members, {} robots, {} personal access tokens, {} signing keys, {} audit \
+         events; pulled back \
+         through PostgreSQL + S3: {} manifests by tag and digest byte-identical, {} blob \
+         digests verified, referrers and catalog identical; on the target the admin's and the \
+         users' passwords, the developer's push, the group member's pull, the robot secret, the \
+         personal access token and a registry token signed before the migration were accepted, \
+         all {} source audit events \
+         listed; migrated back to SQLite + files identical too, credentials included",
         pushed.repos.len(),
         elapsed.as_secs_f64(),
+        count("users"),
+        count("groups"),
+        count("user_groups"),
+        count("projects"),
+        count("project_members"),
+        count("robots"),
+        count("personal_access_tokens"),
+        count("signing_keys"),
+        count("audit_log"),
         after.manifests.len(),
         after.blobs.len(),
+        source_events.len(),
     );
 }
 
@@ -849,4 +1286,92 @@ async fn a_source_a_server_holds_open_is_refused() {
     let (out, _) =
         run_ok(&mut target.migrate(source_dir.path(), &["--dry-run", "--allow-live-source"]));
     assert_eq!(figures(&out)["manifests"], (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_target_where_a_node_made_its_own_admin_is_refused_untouched() {
+    let target = TargetEnv::fresh().await;
+    // A node started on the target before the migration: it bootstrapped
+    // its own admin (another account, another password) and signing key.
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = target.server_env();
+    env.push(("BERTH_ADMIN_PASSWORD".into(), "target-own-admin".into()));
+    let their_admin = basic(ADMIN_USER, "target-own-admin");
+    let mut early = Berth::start_env(dir.path(), "127.0.0.1:0", &[], &env);
+    assert_eq!(
+        api_status(&early.url, &their_admin, "GET", "/me").await,
+        StatusCode::OK
+    );
+    early.stop();
+
+    let source_dir = tempfile::tempdir().unwrap();
+    let mut source = Berth::start_in(source_dir.path(), &[]);
+    let reg = Registry::new(&source.url);
+    let mut pushed = Pushed::default();
+    let layer = random_bytes(128 * 1024);
+    pushed
+        .image(&reg, "mig/app", &["1.0"], MANIFEST, &[&layer])
+        .await;
+    source.stop();
+
+    let pool = target.pool().await;
+    let users = scalar(&pool, "SELECT CAST(COUNT(*) AS BIGINT) FROM users").await;
+    let keys = scalar(&pool, "SELECT CAST(COUNT(*) AS BIGINT) FROM signing_keys").await;
+    let events = scalar(&pool, "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log").await;
+    assert_eq!((users, keys), (1, 1));
+
+    // Refused, the dry run as well as the real one, naming the tables and
+    // the way out.
+    for extra in [&["--dry-run"][..], &[][..]] {
+        let out = target.migrate(source_dir.path(), extra).output().unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert!(!out.status.success(), "{extra:?}: {stdout}\n{stderr}");
+        for needle in [
+            "users: 1 row(s) of the target are not the source's",
+            "name=\"admin\"",
+            "signing_keys: 1 row(s)",
+            "nothing was copied",
+            "never merges",
+            "Migrate into a fresh, empty database",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{extra:?}: no {needle:?} in:\n{stderr}"
+            );
+        }
+    }
+
+    // Nothing was copied: no registry rows, no blob, the target's own
+    // identity rows only.
+    for (sql, expected) in [
+        ("SELECT CAST(COUNT(*) AS BIGINT) FROM blobs", 0),
+        ("SELECT CAST(COUNT(*) AS BIGINT) FROM repositories", 0),
+        ("SELECT CAST(COUNT(*) AS BIGINT) FROM manifests", 0),
+        ("SELECT CAST(COUNT(*) AS BIGINT) FROM tags", 0),
+        ("SELECT CAST(COUNT(*) AS BIGINT) FROM users", users),
+        ("SELECT CAST(COUNT(*) AS BIGINT) FROM signing_keys", keys),
+        ("SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log", events),
+        ("SELECT CAST(COUNT(*) AS BIGINT) FROM projects", 1),
+    ] {
+        assert_eq!(scalar(&pool, sql).await, expected, "{sql}");
+    }
+    pool.close().await;
+    let store = target.store();
+    for (_, d) in &pushed.blobs {
+        assert_eq!(store.stat(&Digest::parse(d).unwrap()).await.unwrap(), None);
+    }
+    // The target's admin is still its own.
+    let node = Berth::start_env(dir.path(), "127.0.0.1:0", &[], &env);
+    assert_eq!(
+        api_status(&node.url, &their_admin, "GET", "/me").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api_status(&node.url, &admin(), "GET", "/me").await,
+        StatusCode::UNAUTHORIZED
+    );
+    println!(
+        "migrate into a target with its own admin: refused before copying anything ({users} \
+         user, {keys} signing key, {events} audit events of its own left as they were)"
+    );
 }

@@ -7,7 +7,7 @@
 
 mod fs;
 #[cfg(feature = "s3")]
-mod s3;
+mod object;
 pub mod testsuite;
 
 use std::io;
@@ -20,7 +20,9 @@ use futures::Stream;
 
 pub use fs::FsStore;
 #[cfg(feature = "s3")]
-pub use s3::{MAX_PARTS_IN_FLIGHT, PART_SIZE, S3Config, S3Store};
+pub use object::{
+    AzureConfig, GcsConfig, MAX_PARTS_IN_FLIGHT, ObjectBlobStore, PART_SIZE, S3Config, S3Store,
+};
 
 /// Bytes flowing in or out of the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;

@@ -1,4 +1,13 @@
-//! S3-compatible backend, through the `object_store` crate.
+//! Object storage backend, through the `object_store` crate: S3 and
+//! S3-compatible servers, Google Cloud Storage and Azure Blob Storage. One
+//! code path serves all three ([`ObjectBlobStore`] holds a
+//! `dyn ObjectStore`); only the client construction differs. The conformance
+//! suite runs it against a real S3 server and an in-memory store; GCS and
+//! Azure are built and signed offline only (no emulator runs in the tests).
+//!
+//! Below, "S3" stands for the backend; the same holds for a GCS bucket or an
+//! Azure container (multipart uploads are GCS XML-API multipart uploads and
+//! Azure block lists there).
 //!
 //! # Layout (under the configured prefix)
 //!
@@ -34,7 +43,9 @@
 //! reclaims their storage.
 //!
 //! `upload_commit` makes the blob from the run: no chunk → an empty `PUT`;
-//! one chunk of at most 5 GiB → a server-side `COPY`; a run of at most
+//! one chunk of at most 5 GiB → a server-side `COPY` (S3 and GCS; on Azure,
+//! whose `Copy Blob` may finish asynchronously, the chunk is read back and
+//! written instead, like a longer run); a run of at most
 //! [`PART_SIZE`] bytes in total → read and one `PUT`; otherwise a multipart
 //! upload to the blob key whose `PART_SIZE` parts are composed by streaming
 //! the chunk objects through this node. Then the session's objects are
@@ -55,13 +66,16 @@
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_oci::{ByteRange, Digest, Hasher};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
@@ -127,14 +141,113 @@ impl fmt::Debug for S3Config {
     }
 }
 
-/// Blob store on an S3-compatible bucket. Cheap to clone; holds no session
-/// state, so any number of instances (nodes) can share one bucket.
+/// Where and how to reach a Google Cloud Storage bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcsConfig {
+    pub bucket: String,
+    /// Key prefix, as for [`S3Config::prefix`].
+    pub prefix: String,
+    /// A service account's JSON key file. When absent, the application
+    /// default credentials are used: the `GOOGLE_*` environment of
+    /// `object_store` (`GOOGLE_SERVICE_ACCOUNT`, `GOOGLE_SERVICE_ACCOUNT_KEY`),
+    /// then `GOOGLE_APPLICATION_CREDENTIALS` or gcloud's
+    /// `application_default_credentials.json`, then the instance metadata
+    /// server (GCE, GKE workload identity).
+    pub service_account_key_file: Option<PathBuf>,
+}
+
+/// Where and how to reach an Azure Blob Storage container.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AzureConfig {
+    /// Storage account name.
+    pub account: String,
+    pub container: String,
+    /// Key prefix, as for [`S3Config::prefix`].
+    pub prefix: String,
+    /// The storage account's shared key (base64). When absent, the
+    /// `AZURE_*` environment of `object_store` is used (client secret,
+    /// workload identity, SAS, ...), then managed identity.
+    pub access_key: Option<String>,
+    /// Blob service URL instead of `https://<account>.blob.core.windows.net`,
+    /// e.g. `http://127.0.0.1:10000/devstoreaccount1` for Azurite.
+    pub endpoint: Option<String>,
+    /// Allow a plain `http://` endpoint.
+    pub allow_http: bool,
+}
+
+impl fmt::Debug for AzureConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureConfig")
+            .field("account", &self.account)
+            .field("container", &self.container)
+            .field("prefix", &self.prefix)
+            .field(
+                "access_key",
+                &self.access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("endpoint", &self.endpoint)
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+/// Which service a store talks to: names it in errors and decides the
+/// service-specific choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    S3,
+    Gcs,
+    Azure,
+    /// Anything else handed to [`ObjectBlobStore::from_object_store`].
+    Other,
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Service::S3 => "S3",
+            Service::Gcs => "GCS",
+            Service::Azure => "Azure",
+            Service::Other => "object store",
+        }
+    }
+
+    /// What to check when the service refuses a request.
+    fn refused_hint(self) -> &'static str {
+        match self {
+            Service::S3 => "check the access key, secret key, region and clock",
+            Service::Gcs => "check the service account key and its roles on the bucket",
+            Service::Azure => "check the account, access key and clock",
+            Service::Other => "check the credentials",
+        }
+    }
+
+    /// The largest chunk committed by a server-side copy; `None`: never copy.
+    fn copy_limit(self) -> Option<u64> {
+        match self {
+            // Azure's Copy Blob may complete asynchronously (`x-ms-copy-status:
+            // pending`), which object_store does not wait for.
+            Service::Azure => None,
+            _ => Some(MAX_COPY_SIZE),
+        }
+    }
+}
+
+/// Blob store on an object storage bucket (S3, GCS, Azure container). Cheap
+/// to clone; holds no session state, so any number of instances (nodes) can
+/// share one bucket.
 #[derive(Debug, Clone)]
-pub struct S3Store {
-    s3: Arc<AmazonS3>,
+pub struct ObjectBlobStore {
+    store: Arc<dyn ObjectStore>,
+    /// Signs presigned GET URLs; `None`: blob GETs are proxied.
+    signer: Option<Arc<dyn Signer>>,
+    service: Service,
     root: Path,
     bucket: String,
 }
+
+/// The name this store had when it only spoke S3.
+pub type S3Store = ObjectBlobStore;
 
 /// One append's object.
 #[derive(Debug, Clone)]
@@ -167,18 +280,35 @@ enum WriteError {
     Store(Error),
 }
 
-impl S3Store {
-    /// Builds the client; makes no request (see [`BlobStore::ready`]).
-    pub fn new(config: &S3Config) -> Result<S3Store> {
-        let client = ClientOptions::new()
-            .with_allow_http(config.allow_http)
-            // Blob GETs stream to clients for as long as they take; a stalled
-            // connection is caught by the read timeout instead.
-            .with_timeout_disabled()
-            .with_read_timeout(Duration::from_secs(60))
-            .with_connect_timeout(Duration::from_secs(5));
+/// HTTP client settings shared by every service.
+fn client_options(allow_http: bool) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(allow_http)
+        // Blob GETs stream to clients for as long as they take; a stalled
+        // connection is caught by the read timeout instead.
+        .with_timeout_disabled()
+        .with_read_timeout(Duration::from_secs(60))
+        .with_connect_timeout(Duration::from_secs(5))
+}
+
+/// A client that could not be built (bad settings or credentials file).
+fn build_error(service: Service, what: &str, e: object_store::Error) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{} {what}: {e}", service.name()),
+    ))
+}
+
+impl ObjectBlobStore {
+    /// An S3 store: see [`ObjectBlobStore::s3`].
+    pub fn new(config: &S3Config) -> Result<ObjectBlobStore> {
+        ObjectBlobStore::s3(config)
+    }
+
+    /// Builds the S3 client; makes no request (see [`BlobStore::ready`]).
+    pub fn s3(config: &S3Config) -> Result<ObjectBlobStore> {
         let mut builder = AmazonS3Builder::from_env()
-            .with_client_options(client)
+            .with_client_options(client_options(config.allow_http))
             .with_region(&config.region)
             .with_bucket_name(&config.bucket)
             .with_virtual_hosted_style_request(!config.path_style);
@@ -198,12 +328,79 @@ impl S3Store {
         }
         let s3 = builder
             .build()
-            .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-        Ok(S3Store {
-            s3: Arc::new(s3),
+            .map_err(|e| build_error(Service::S3, &format!("bucket {}", config.bucket), e))?;
+        let s3 = Arc::new(s3);
+        Ok(ObjectBlobStore {
+            store: s3.clone(),
+            signer: Some(s3),
+            service: Service::S3,
             root: Path::from(config.prefix.as_str()),
             bucket: config.bucket.clone(),
         })
+    }
+
+    /// Builds the Google Cloud Storage client; makes no request. A key file
+    /// is read (and its private key parsed) here, so a bad one fails now.
+    pub fn gcs(config: &GcsConfig) -> Result<ObjectBlobStore> {
+        let mut builder = GoogleCloudStorageBuilder::from_env()
+            .with_client_options(client_options(false))
+            .with_bucket_name(&config.bucket);
+        if let Some(path) = &config.service_account_key_file {
+            builder = builder.with_service_account_path(path.to_string_lossy());
+        }
+        let gcs = builder
+            .build()
+            .map_err(|e| build_error(Service::Gcs, &format!("bucket {}", config.bucket), e))?;
+        let gcs = Arc::new(gcs);
+        Ok(ObjectBlobStore {
+            store: gcs.clone(),
+            signer: Some(gcs),
+            service: Service::Gcs,
+            root: Path::from(config.prefix.as_str()),
+            bucket: config.bucket.clone(),
+        })
+    }
+
+    /// Builds the Azure Blob Storage client; makes no request.
+    pub fn azure(config: &AzureConfig) -> Result<ObjectBlobStore> {
+        let mut builder = MicrosoftAzureBuilder::from_env()
+            .with_client_options(client_options(config.allow_http))
+            .with_account(&config.account)
+            .with_container_name(&config.container);
+        if let Some(key) = &config.access_key {
+            builder = builder.with_access_key(key);
+        }
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint.clone());
+        }
+        let what = format!("account {} container {}", config.account, config.container);
+        let azure = builder
+            .build()
+            .map_err(|e| build_error(Service::Azure, &what, e))?;
+        let azure = Arc::new(azure);
+        Ok(ObjectBlobStore {
+            store: azure.clone(),
+            signer: Some(azure),
+            service: Service::Azure,
+            root: Path::from(config.prefix.as_str()),
+            bucket: config.container.clone(),
+        })
+    }
+
+    /// A store over any `object_store` backend (tests use the in-memory
+    /// one), with an optional signer for presigned GETs.
+    pub fn from_object_store(
+        store: Arc<dyn ObjectStore>,
+        signer: Option<Arc<dyn Signer>>,
+        prefix: &str,
+    ) -> ObjectBlobStore {
+        ObjectBlobStore {
+            bucket: store.to_string(),
+            store,
+            signer,
+            service: Service::Other,
+            root: Path::from(prefix),
+        }
     }
 
     fn key(&self, rest: &str) -> Path {
@@ -233,11 +430,11 @@ impl S3Store {
     /// Lists one upload's own prefix and finds the contiguous run.
     async fn session(&self, dir: &Path) -> Result<Session> {
         let objects: Vec<_> = self
-            .s3
+            .store
             .list(Some(dir))
             .try_collect()
             .await
-            .map_err(|e| s3_error("LIST", dir, e))?;
+            .map_err(|e| self.error("LIST", dir, e))?;
         let mut session = Session::default();
         let mut chunks = Vec::new();
         for meta in objects {
@@ -283,20 +480,20 @@ impl S3Store {
         }
         let first = paths[0].clone();
         let stream = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
-        let results: Vec<_> = self.s3.delete_stream(stream).collect().await;
+        let results: Vec<_> = self.store.delete_stream(stream).collect().await;
         for r in results {
             match r {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(s3_error("DELETE", &first, e)),
+                Err(e) => return Err(self.error("DELETE", &first, e)),
             }
         }
         Ok(())
     }
 
     async fn delete_one(&self, path: &Path) -> Result<()> {
-        match self.s3.delete(path).await {
+        match self.store.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(s3_error("DELETE", path, e)),
+            Err(e) => Err(self.error("DELETE", path, e)),
         }
     }
 
@@ -305,12 +502,12 @@ impl S3Store {
     async fn remove_upload(&self, dir: &Path) -> Result<()> {
         self.delete_one(&dir.clone().join(START_MARKER)).await?;
         let rest: Vec<Path> = self
-            .s3
+            .store
             .list(Some(dir))
             .map_ok(|m| m.location)
             .try_collect()
             .await
-            .map_err(|e| s3_error("LIST", dir, e))?;
+            .map_err(|e| self.error("LIST", dir, e))?;
         self.delete_all(rest).await
     }
 
@@ -348,7 +545,7 @@ impl S3Store {
                 Some(upload) => {
                     if let Err(e) = upload.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await {
                         let _ = multipart.take().expect("present").abort().await;
-                        return Err(WriteError::Store(s3_error("PUT part", path, e)));
+                        return Err(WriteError::Store(self.error("PUT part", path, e)));
                     }
                     upload.put(bytes);
                 }
@@ -356,10 +553,9 @@ impl S3Store {
                     pending_len += bytes.len();
                     pending.push(bytes);
                     if pending_len >= PART_SIZE {
-                        let upload =
-                            self.s3.put_multipart(path).await.map_err(|e| {
-                                WriteError::Store(s3_error("CreateMultipart", path, e))
-                            })?;
+                        let upload = self.store.put_multipart(path).await.map_err(|e| {
+                            WriteError::Store(self.error("CreateMultipart", path, e))
+                        })?;
                         let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
                         for b in pending.drain(..) {
                             upload.put(b);
@@ -375,13 +571,13 @@ impl S3Store {
             Some(upload) => upload
                 .finish()
                 .await
-                .map_err(|e| WriteError::Store(s3_error("CompleteMultipart", path, e)))?,
+                .map_err(|e| WriteError::Store(self.error("CompleteMultipart", path, e)))?,
             None if total == 0 => return Ok(0),
             None => self
-                .s3
+                .store
                 .put(path, PutPayload::from_iter(pending))
                 .await
-                .map_err(|e| WriteError::Store(s3_error("PUT", path, e)))?,
+                .map_err(|e| WriteError::Store(self.error("PUT", path, e)))?,
         };
         Ok(total)
     }
@@ -396,16 +592,17 @@ impl S3Store {
             range: range.map(GetRange::Bounded),
             ..Default::default()
         };
-        match self.s3.get_opts(path, options).await {
+        match self.store.get_opts(path, options).await {
             Ok(result) => {
                 let path = path.clone();
+                let service = self.service.name();
                 Ok(result
                     .into_stream()
-                    .map_err(move |e| io::Error::other(format!("S3 GET {path}: {e}")))
+                    .map_err(move |e| io::Error::other(format!("{service} GET {path}: {e}")))
                     .boxed())
             }
             Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound),
-            Err(e) => Err(s3_error("GET", path, e)),
+            Err(e) => Err(self.error("GET", path, e)),
         }
     }
 
@@ -428,24 +625,24 @@ impl S3Store {
     /// digest, so same bytes) counts as success.
     async fn put_blob(&self, path: &Path, payload: PutPayload) -> Result<()> {
         match self
-            .s3
+            .store
             .put_opts(path, payload, PutMode::Create.into())
             .await
         {
             Ok(_)
             | Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(()),
-            Err(e) => Err(s3_error("PUT", path, e)),
+            Err(e) => Err(self.error("PUT", path, e)),
         }
     }
 
     /// Composes the blob from the run through a multipart upload.
     async fn compose_blob(&self, path: &Path, run: Vec<Chunk>) -> Result<()> {
         let upload = self
-            .s3
+            .store
             .put_multipart(path)
             .await
-            .map_err(|e| s3_error("CreateMultipart", path, e))?;
+            .map_err(|e| self.error("CreateMultipart", path, e))?;
         let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut source = self.read_run(run);
         while let Some(item) = source.next().await {
@@ -454,7 +651,7 @@ impl S3Store {
                     .wait_for_capacity(MAX_PARTS_IN_FLIGHT)
                     .await
                     .map(|()| upload.put(bytes))
-                    .map_err(|e| s3_error("PUT part", path, e)),
+                    .map_err(|e| self.error("PUT part", path, e)),
                 Err(e) => Err(Error::Io(e)),
             };
             if let Err(e) = step {
@@ -465,7 +662,7 @@ impl S3Store {
         upload
             .finish()
             .await
-            .map_err(|e| s3_error("CompleteMultipart", path, e))?;
+            .map_err(|e| self.error("CompleteMultipart", path, e))?;
         Ok(())
     }
 }
@@ -489,40 +686,45 @@ fn into_io(e: Error) -> io::Error {
     }
 }
 
-/// Turns an `object_store` error into a storage error that names the
-/// operation and key; refused credentials get a hint.
-fn s3_error(op: &str, path: &Path, e: object_store::Error) -> Error {
-    let text = e.to_string();
-    // Listing errors arrive as `Generic`, with the status only in the text.
-    let refused = matches!(
-        e,
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
-    ) || text.contains(" 403 Forbidden")
-        || text.contains(" 401 Unauthorized");
-    if refused {
-        return Error::Io(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "S3 {op} {path}: request refused; check the access key, secret key, \
-                 region and clock: {text}"
-            ),
-        ));
+impl ObjectBlobStore {
+    /// Turns an `object_store` error into a storage error that names the
+    /// service, operation and key; refused credentials get a hint.
+    fn error(&self, op: &str, path: &Path, e: object_store::Error) -> Error {
+        let service = self.service.name();
+        let text = e.to_string();
+        // Listing errors arrive as `Generic`, with the status only in the text.
+        let refused = matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        ) || text.contains(" 403 Forbidden")
+            || text.contains(" 401 Unauthorized");
+        if refused {
+            let hint = self.service.refused_hint();
+            return Error::Io(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{service} {op} {path}: request refused; {hint}: {text}"),
+            ));
+        }
+        let kind = match e {
+            object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+            _ => io::ErrorKind::Other,
+        };
+        Error::Io(io::Error::new(
+            kind,
+            format!("{service} {op} {path}: {text}"),
+        ))
     }
-    let kind = match e {
-        object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
-        _ => io::ErrorKind::Other,
-    };
-    Error::Io(io::Error::new(kind, format!("S3 {op} {path}: {text}")))
 }
 
 #[async_trait::async_trait]
-impl BlobStore for S3Store {
+impl BlobStore for ObjectBlobStore {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
         let path = self.blob_path(digest);
-        match self.s3.head(&path).await {
+        match self.store.head(&path).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(s3_error("HEAD", &path, e)),
+            Err(e) => Err(self.error("HEAD", &path, e)),
         }
     }
 
@@ -554,10 +756,10 @@ impl BlobStore for S3Store {
             .collect();
         self.delete_all(leftovers).await?;
         let marker = dir.clone().join(START_MARKER);
-        self.s3
+        self.store
             .put(&marker, PutPayload::default())
             .await
-            .map_err(|e| s3_error("PUT", &marker, e))?;
+            .map_err(|e| self.error("PUT", &marker, e))?;
         Ok(())
     }
 
@@ -655,11 +857,16 @@ impl BlobStore for S3Store {
         let run = session.run;
         match run.as_slice() {
             [] => self.put_blob(&blob, PutPayload::default()).await?,
-            [only] if only.size <= MAX_COPY_SIZE => {
-                self.s3
+            [only]
+                if self
+                    .service
+                    .copy_limit()
+                    .is_some_and(|limit| only.size <= limit) =>
+            {
+                self.store
                     .copy(&only.path, &blob)
                     .await
-                    .map_err(|e| s3_error("COPY", &only.path, e))?;
+                    .map_err(|e| self.error("COPY", &only.path, e))?;
             }
             _ if total <= PART_SIZE as u64 => {
                 let parts: Vec<Bytes> = self.read_run(run).try_collect().await?;
@@ -677,29 +884,45 @@ impl BlobStore for S3Store {
     /// One small listing of the prefix's top level: proves the endpoint,
     /// credentials and bucket, writes nothing.
     async fn ready(&self) -> Result<()> {
-        match tokio::time::timeout(READY_TIMEOUT, self.s3.list_with_delimiter(Some(&self.root)))
-            .await
+        match tokio::time::timeout(
+            READY_TIMEOUT,
+            self.store.list_with_delimiter(Some(&self.root)),
+        )
+        .await
         {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(s3_error("LIST", &self.root, e)),
+            Ok(Err(e)) => Err(self.error("LIST", &self.root, e)),
             Err(_) => Err(Error::Io(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "S3 bucket {} did not answer within {READY_TIMEOUT:?}",
+                    "{} bucket {} did not answer within {READY_TIMEOUT:?}",
+                    self.service.name(),
                     self.bucket
                 ),
             ))),
         }
     }
 
+    /// A URL signed by the service's signer. Signing may need the service
+    /// (GCS without a key file signs through the IAM API, Azure without an
+    /// access key asks for a user delegation key); when it fails, the error
+    /// is logged and the blob is proxied instead of failing the request.
     async fn presigned_get(&self, digest: &Digest, expires: Duration) -> Result<Option<String>> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
         let path = self.blob_path(digest);
-        let url = self
-            .s3
+        match signer
             .signed_url(object_store::signer::Method::GET, &path, expires)
             .await
-            .map_err(|e| s3_error("sign GET", &path, e))?;
-        Ok(Some(url.to_string()))
+        {
+            Ok(url) => Ok(Some(url.to_string())),
+            Err(e) => {
+                let error = self.error("sign GET", &path, e);
+                tracing::warn!(%error, "cannot presign a blob URL; proxying the blob instead");
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -760,5 +983,160 @@ mod tests {
             virtual_host_endpoint("https://b.s3.example", "b"),
             "https://b.s3.example"
         );
+    }
+
+    /// A throw-away service account key file, as the Cloud console writes it.
+    fn gcs_key_file(dir: &std::path::Path) -> PathBuf {
+        use aws_lc_rs::encoding::AsDer;
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&key).unwrap();
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+        let json = serde_json::json!({
+            "type": "service_account",
+            "project_id": "berth-test",
+            "private_key_id": "0123456789abcdef",
+            "private_key": pem,
+            "client_email": "berth@berth-test.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        let path = dir.join("sa.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        path
+    }
+
+    const AZURE_KEY: &str = "YmVydGgtdGVzdC1rZXktbm90LWEtcmVhbC1vbmU=";
+
+    fn azure_config(endpoint: Option<&str>) -> AzureConfig {
+        AzureConfig {
+            account: "berthtest".into(),
+            container: "blobs".into(),
+            prefix: "p/".into(),
+            access_key: Some(AZURE_KEY.into()),
+            endpoint: endpoint.map(str::to_string),
+            allow_http: endpoint.is_some_and(|e| e.starts_with("http://")),
+        }
+    }
+
+    #[tokio::test]
+    async fn gcs_client_builds_from_a_key_file_and_signs_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GcsConfig {
+            bucket: "berth-blobs".into(),
+            prefix: "team/berth/".into(),
+            service_account_key_file: Some(gcs_key_file(dir.path())),
+        };
+        let store = ObjectBlobStore::gcs(&config).unwrap();
+        let d = Digest::sha256_of(b"x");
+        assert_eq!(
+            store.blob_path(&d).as_ref(),
+            format!("team/berth/blobs/sha256/{}/{}", &d.hex()[..2], d.hex())
+        );
+        // A service account key signs locally (V4, RSA-SHA256): no request.
+        let url = store
+            .presigned_get(&d, Duration::from_secs(300))
+            .await
+            .unwrap()
+            .expect("GCS signs URLs");
+        assert!(
+            url.starts_with("https://storage.googleapis.com/berth-blobs/team/berth/blobs/sha256/"),
+            "{url}"
+        );
+        assert!(url.contains(d.hex()), "{url}");
+        for param in [
+            "X-Goog-Algorithm=GOOG4-RSA-SHA256",
+            "X-Goog-Expires=300",
+            "X-Goog-Signature=",
+        ] {
+            assert!(url.contains(param), "{param} in {url}");
+        }
+        assert!(!format!("{store:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn gcs_bad_key_file_fails_at_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = GcsConfig {
+            bucket: "b".into(),
+            prefix: String::new(),
+            service_account_key_file: Some(dir.path().join("absent.json")),
+        };
+        let err = ObjectBlobStore::gcs(&missing).unwrap_err().to_string();
+        assert!(err.contains("GCS bucket b"), "{err}");
+        let garbage = dir.path().join("garbage.json");
+        std::fs::write(&garbage, "{\"private_key\": \"nope\"}").unwrap();
+        let err = ObjectBlobStore::gcs(&GcsConfig {
+            service_account_key_file: Some(garbage),
+            ..missing
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("GCS bucket b"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn azure_client_builds_and_signs_offline() {
+        let d = Digest::sha256_of(b"x");
+        // The public endpoint, from the account.
+        let store = ObjectBlobStore::azure(&azure_config(None)).unwrap();
+        assert_eq!(
+            store.blob_path(&d).as_ref(),
+            format!("p/blobs/sha256/{}/{}", &d.hex()[..2], d.hex())
+        );
+        let url = store
+            .presigned_get(&d, Duration::from_secs(300))
+            .await
+            .unwrap()
+            .expect("an access key signs SAS URLs");
+        assert!(
+            url.starts_with("https://berthtest.blob.core.windows.net/blobs/p/blobs/sha256/"),
+            "{url}"
+        );
+        assert!(url.contains(d.hex()), "{url}");
+        // A service SAS: read permission on one blob, signed.
+        for param in ["sp=r", "sr=b", "sig="] {
+            assert!(url.contains(param), "{param} in {url}");
+        }
+        assert!(!format!("{store:?}").contains(AZURE_KEY));
+        assert!(!format!("{:?}", azure_config(None)).contains(AZURE_KEY));
+
+        // An emulator-style endpoint (Azurite: account in the path).
+        let azurite = "http://127.0.0.1:10000/berthtest";
+        let store = ObjectBlobStore::azure(&azure_config(Some(azurite))).unwrap();
+        let url = store
+            .presigned_get(&d, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            url.starts_with(&format!("{azurite}/blobs/p/blobs/")),
+            "{url}"
+        );
+    }
+
+    #[test]
+    fn azure_bad_settings_fail_at_build() {
+        let bad_key = AzureConfig {
+            access_key: Some("not base64!".into()),
+            ..azure_config(None)
+        };
+        let err = ObjectBlobStore::azure(&bad_key).unwrap_err().to_string();
+        assert!(
+            err.contains("Azure account berthtest container blobs"),
+            "{err}"
+        );
+        assert!(!err.contains("not base64!"), "{err}");
+        let bad_endpoint = azure_config(Some("not a url"));
+        let err = ObjectBlobStore::azure(&bad_endpoint)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Azure account"), "{err}");
+    }
+
+    #[test]
+    fn only_azure_avoids_server_side_copy() {
+        assert_eq!(Service::S3.copy_limit(), Some(MAX_COPY_SIZE));
+        assert_eq!(Service::Gcs.copy_limit(), Some(MAX_COPY_SIZE));
+        assert_eq!(Service::Azure.copy_limit(), None);
     }
 }
