@@ -29,6 +29,10 @@ fn env(name: &str) -> String {
 
 /// A Berth with LDAP, OIDC and a workload rule configured.
 fn start(dir: &Path) -> Berth {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &Path, extra_env: &[(&str, &str)]) -> Berth {
     let base = env("BERTH_TEST_LDAP_BASE_DN");
     let config = format!(
         r#"
@@ -80,7 +84,14 @@ ref = "refs/heads/main"
         &[
             ("BERTH_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
             ("BERTH_AUTH_AUTO_CREATE_PROJECTS".into(), "false".into()),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .collect::<Vec<_>>(),
     )
 }
 
@@ -711,4 +722,66 @@ fn the_ui_login_opens_sessions_for_users_only() {
         .unwrap();
     assert_eq!(out.status(), 204);
     assert_eq!(set_cookie(&out, "berth_session").as_deref(), Some(""));
+}
+
+#[test]
+fn failed_logins_are_rate_limited_and_say_nothing_about_the_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let berth = start_with(dir.path(), &[("BERTH_AUTH_MAX_FAILED_LOGINS", "3")]);
+    let admin = Api::new(&berth, "admin", ADMIN_PASSWORD);
+    admin.ok(
+        "POST",
+        "/users",
+        Some(json!({ "name": "lou", "password": "lou-password-1" })),
+    );
+    let b = browser();
+    let token = |user: &str, password: &str| {
+        let resp = b
+            .get(format!("{}/service/token?service=berth", berth.url))
+            .basic_auth(user, Some(password))
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, retry, resp.text().unwrap())
+    };
+    // Unknown account and wrong password: the same answer.
+    let (s1, _, unknown) = token("nobody-here", "whatever-password");
+    let (s2, _, wrong) = token("lou", "not-lou-password");
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(unknown, wrong, "no user enumeration through messages");
+    token("lou", "not-lou-password-2");
+    token("lou", "not-lou-password-3");
+    // Three failures: now even the right password is refused for a while.
+    let (status, retry, body) = token("lou", "lou-password-1");
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("TOOMANYREQUESTS"), "{body}");
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    // The same on /v2 with Basic credentials, and other accounts are not
+    // affected.
+    let v2 = b
+        .get(format!("{}/v2/", berth.url))
+        .basic_auth("lou", Some("lou-password-1"))
+        .send()
+        .unwrap();
+    assert_eq!(v2.status(), 429);
+    assert_eq!(token("admin", ADMIN_PASSWORD).0, 200);
+    // The audit log says what happened.
+    let audit = admin.ok("GET", "/audit?actor=lou&action=login&limit=100", None);
+    let results: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| **r == "failure").count(),
+        3,
+        "{audit}"
+    );
+    assert!(results.contains(&"denied"), "{audit}");
 }

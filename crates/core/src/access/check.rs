@@ -234,18 +234,6 @@ impl Access {
             row = meta.project_by_name(name).await?;
         }
         let Some(row) = row else {
-            // A system admin may read anything; in a project that does not
-            // exist there is nothing, so the request finds nothing (404)
-            // instead of being refused. Pushing still needs the project.
-            if principal.is_system_admin() && !wants_push {
-                return Ok(Some(ProjectAccess {
-                    project: Project {
-                        name: name.to_string(),
-                        public: false,
-                    },
-                    roles: Vec::new(),
-                }));
-            }
             return Ok(None);
         };
         let roles = match principal {
