@@ -139,7 +139,7 @@ async fn handle(
             manifests::put(registry, &repo, &reference, &headers, body).await
         }
         (Endpoint::Manifest(repo, reference), Method::DELETE) => {
-            manifests::delete(registry, &repo, &reference).await
+            manifests::delete(registry, &repo, &reference, caller.subject()).await
         }
         (Endpoint::Blob(repo, digest), m @ (Method::GET | Method::HEAD)) => {
             blobs::get(registry, &repo, &digest, &headers, m == Method::GET).await

@@ -10,8 +10,11 @@
 
 mod audit;
 mod extract;
+mod gc;
 mod groups;
+mod policies;
 mod projects;
+mod retention;
 mod robots;
 mod schema;
 mod system;
@@ -85,6 +88,9 @@ pub(crate) fn routes(app: &App) -> Router<App> {
         )
         .route("/robots/{id}/secret", post(robots::rotate))
         .route("/audit", get(audit::list))
+        .merge(policies::routes())
+        .merge(retention::routes())
+        .merge(gc::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(app.clone(), finish))
@@ -231,6 +237,25 @@ impl Modify for BasicAuth {
         robots::delete,
         robots::rotate,
         audit::list,
+        policies::list_rules,
+        policies::create_rule,
+        policies::get_rule,
+        policies::update_rule,
+        policies::delete_rule,
+        policies::get_quota,
+        policies::set_quota,
+        retention::get_policy,
+        retention::put_policy,
+        retention::delete_policy,
+        retention::run,
+        retention::executions,
+        retention::execution,
+        retention::execution_items,
+        retention::artifacts,
+        gc::run,
+        gc::runs,
+        gc::trash,
+        gc::restore,
     ),
     components(schemas(schema::ErrorBody, schema::Grant, schema::Role)),
     modifiers(&BasicAuth),
@@ -243,7 +268,11 @@ impl Modify for BasicAuth {
         (name = "members", description = "Project members and their roles"),
         (name = "robots", description = "Robot accounts"),
         (name = "audit", description = "The audit log"),
-        (name = "system", description = "Registry facts and signing keys"),
+        (name = "policies", description = "Immutable tag rules and quotas"),
+        (name = "retention", description = "Tag retention policies, runs and their history"),
+        (name = "artifacts", description = "Artifacts with push and pull times and pull counts"),
+        (name = "trash", description = "Deleted manifests and tags, and restoring them"),
+        (name = "system", description = "Registry facts, signing keys and garbage collection"),
     )
 )]
 pub(crate) struct ApiDoc;
@@ -282,6 +311,16 @@ mod tests {
             ("/api/v1/system/info", &["get"]),
             ("/api/v1/system/keys/rotate", &["post"]),
             ("/api/v1/openapi.json", &["get"]),
+            ("/api/v1/projects/{name}/immutable-rules", &["get", "post"]),
+            (
+                "/api/v1/projects/{name}/immutable-rules/{id}",
+                &["get", "patch", "delete"],
+            ),
+            ("/api/v1/projects/{name}/quota", &["get", "put"]),
+            ("/api/v1/system/gc", &["post"]),
+            ("/api/v1/system/gc/runs", &["get"]),
+            ("/api/v1/projects/{name}/trash", &["get"]),
+            ("/api/v1/projects/{name}/trash/{id}/restore", &["post"]),
         ] {
             let entry = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
             for m in methods {
@@ -313,6 +352,6 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), count, "duplicate operation ids");
-        assert_eq!(count, 37, "every handler is documented");
+        assert_eq!(count, 56, "every handler is documented");
     }
 }

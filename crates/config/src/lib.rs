@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub storage: Option<RawStorage>,
     pub metadata: Option<RawMetadata>,
     pub uploads: Option<RawUploads>,
+    pub gc: Option<RawGc>,
 }
 
 /// Authentication and access.
@@ -65,6 +66,25 @@ pub struct RawAuth {
     /// CI workload identity: `[[auth.workload]]` rules mapping a
     /// pipeline's ID token (issuer, audience, claims) to a robot account.
     pub workload: Option<Vec<berth_oidc::WorkloadRule>>,
+}
+
+/// Garbage collection and the restore window (`[gc]`).
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawGc {
+    /// Seconds between two scheduled GC runs in the cluster (default 86400).
+    pub interval_secs: Option<u64>,
+    /// Seconds a blob link or an untagged manifest must have existed
+    /// unreferenced before GC may collect it (default 3600).
+    pub grace_secs: Option<u64>,
+    /// Collect untagged manifests that nothing references (default false).
+    pub delete_untagged: Option<bool>,
+    /// Seconds deleted manifests and tags stay restorable (default 604800,
+    /// seven days).
+    pub restore_window_secs: Option<u64>,
+    /// Store keys the orphan sweep lists per run (default 1000; 0 turns the
+    /// sweep off).
+    pub orphan_batch: Option<u64>,
 }
 
 /// Upload sessions.
@@ -336,6 +356,16 @@ impl RawConfig {
             }),
             (a, b) => b.or(a),
         };
+        let gc = match (self.gc, over.gc) {
+            (Some(a), Some(b)) => Some(RawGc {
+                interval_secs: b.interval_secs.or(a.interval_secs),
+                grace_secs: b.grace_secs.or(a.grace_secs),
+                delete_untagged: b.delete_untagged.or(a.delete_untagged),
+                restore_window_secs: b.restore_window_secs.or(a.restore_window_secs),
+                orphan_batch: b.orphan_batch.or(a.orphan_batch),
+            }),
+            (a, b) => b.or(a),
+        };
         let auth = match (self.auth, over.auth) {
             (Some(a), Some(b)) => Some(RawAuth {
                 realm: b.realm.or(a.realm),
@@ -377,6 +407,7 @@ impl RawConfig {
             storage,
             metadata,
             uploads,
+            gc,
             auth,
             listen: over.listen.or(self.listen),
             data_dir: over.data_dir.or(self.data_dir),
@@ -389,9 +420,10 @@ impl RawConfig {
     /// `BERTH_AUTH_*` (one per `[auth]` key, upper-cased), `BERTH_TLS_CERT`, `BERTH_TLS_KEY`,
     /// `BERTH_METADATA_URL`, `BERTH_STORAGE_BACKEND`, `BERTH_S3_*`,
     /// `BERTH_GCS_*` and `BERTH_AZURE_*` (one per `[storage]` key the backend
-    /// uses, upper-cased; the table is on `storage_env`), `BERTH_UPLOAD_TTL_SECS` and
-    /// `BERTH_UPLOAD_REAP_INTERVAL_SECS` through `var` (the process
-    /// environment in production).
+    /// uses, upper-cased; the table is on `storage_env`), `BERTH_UPLOAD_TTL_SECS`,
+    /// `BERTH_UPLOAD_REAP_INTERVAL_SECS` and `BERTH_GC_*` (one per `[gc]`
+    /// key, upper-cased) through `var` (the process environment in
+    /// production).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
         let mut problems = Vec::new();
         let mut boolean = |name: &str| {
@@ -405,6 +437,7 @@ impl RawConfig {
             })
         };
         let auto_create_projects = boolean("BERTH_AUTH_AUTO_CREATE_PROJECTS");
+        let delete_untagged = boolean("BERTH_GC_DELETE_UNTAGGED");
         let storage = storage_env(&var, &mut problems);
         let mut seconds = |name: &str| {
             var(name).and_then(|v| {
@@ -418,6 +451,14 @@ impl RawConfig {
             reap_interval_secs: seconds("BERTH_UPLOAD_REAP_INTERVAL_SECS"),
         };
         let uploads = (uploads != RawUploads::default()).then_some(uploads);
+        let gc = RawGc {
+            interval_secs: seconds("BERTH_GC_INTERVAL_SECS"),
+            grace_secs: seconds("BERTH_GC_GRACE_SECS"),
+            delete_untagged,
+            restore_window_secs: seconds("BERTH_GC_RESTORE_WINDOW_SECS"),
+            orphan_batch: seconds("BERTH_GC_ORPHAN_BATCH"),
+        };
+        let gc = (gc != RawGc::default()).then_some(gc);
         let mut count = |name: &str| {
             var(name).and_then(|v| {
                 v.parse()
@@ -471,6 +512,7 @@ impl RawConfig {
             storage,
             metadata,
             uploads,
+            gc,
         })
     }
 
@@ -600,6 +642,7 @@ pub struct Config {
     /// `sqlite://…` or `postgres://…`; may hold a password (see [`redact_url`]).
     pub metadata_url: String,
     pub uploads: Uploads,
+    pub gc: Gc,
     pub auth: Auth,
 }
 
@@ -731,6 +774,48 @@ fn validate_uploads(raw: Option<RawUploads>, problems: &mut Vec<String>) -> Uplo
             raw.reap_interval_secs,
             DEFAULT_UPLOAD_REAP_INTERVAL_SECS,
         ),
+    }
+}
+
+/// Garbage collection and the restore window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gc {
+    /// How often GC runs (once per period in the whole cluster).
+    pub interval: Duration,
+    /// How long a link or untagged manifest stays unreferenced before GC
+    /// may collect it.
+    pub grace: Duration,
+    /// Whether GC collects untagged, unreferenced manifests.
+    pub delete_untagged: bool,
+    /// How long deleted manifests and tags stay restorable.
+    pub restore_window: Duration,
+    /// Store keys the orphan sweep lists per run; 0: no sweep.
+    pub orphan_batch: u64,
+}
+
+pub const DEFAULT_GC_INTERVAL_SECS: u64 = 24 * 60 * 60;
+pub const DEFAULT_GC_GRACE_SECS: u64 = 60 * 60;
+pub const DEFAULT_GC_RESTORE_WINDOW_SECS: u64 = 7 * 24 * 60 * 60;
+pub const DEFAULT_GC_ORPHAN_BATCH: u64 = 1000;
+
+fn validate_gc(raw: Option<RawGc>, problems: &mut Vec<String>) -> Gc {
+    let raw = raw.unwrap_or_default();
+    if raw.interval_secs == Some(0) {
+        problems.push("gc.interval_secs: must be at least 1 second".to_string());
+    }
+    Gc {
+        interval: Duration::from_secs(
+            raw.interval_secs
+                .filter(|s| *s > 0)
+                .unwrap_or(DEFAULT_GC_INTERVAL_SECS),
+        ),
+        grace: Duration::from_secs(raw.grace_secs.unwrap_or(DEFAULT_GC_GRACE_SECS)),
+        delete_untagged: raw.delete_untagged.unwrap_or(false),
+        restore_window: Duration::from_secs(
+            raw.restore_window_secs
+                .unwrap_or(DEFAULT_GC_RESTORE_WINDOW_SECS),
+        ),
+        orphan_batch: raw.orphan_batch.unwrap_or(DEFAULT_GC_ORPHAN_BATCH),
     }
 }
 
@@ -1087,6 +1172,7 @@ impl RawConfig {
         };
         let storage = validate_storage(self.storage, &mut problems);
         let uploads = validate_uploads(self.uploads, &mut problems);
+        let gc = validate_gc(self.gc, &mut problems);
         let auth = validate_auth(self.auth, &mut problems);
         let data_dir = self
             .data_dir
@@ -1115,6 +1201,7 @@ impl RawConfig {
                 storage,
                 metadata_url,
                 uploads,
+                gc,
                 auth,
             }),
             _ => Err(ConfigError(problems)),
@@ -1637,6 +1724,45 @@ mod tests {
             err.to_string().contains("uploads.reap_interval_secs"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn gc_settings_layer_and_validate() {
+        let c = load(None, env(&[]), RawConfig::default()).unwrap();
+        assert_eq!(c.gc.interval, Duration::from_secs(86400));
+        assert_eq!(c.gc.grace, Duration::from_secs(3600));
+        assert!(!c.gc.delete_untagged);
+        assert_eq!(c.gc.restore_window, Duration::from_secs(7 * 86400));
+        assert_eq!(c.gc.orphan_batch, 1000);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(
+            &file,
+            "[gc]\ninterval_secs = 60\ngrace_secs = 10\ndelete_untagged = true\n",
+        )
+        .unwrap();
+        let c = load(
+            Some(&file),
+            env(&[
+                ("BERTH_GC_GRACE_SECS", "2"),
+                ("BERTH_GC_RESTORE_WINDOW_SECS", "0"),
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.gc.interval, Duration::from_secs(60));
+        assert_eq!(c.gc.grace, Duration::from_secs(2));
+        assert!(c.gc.delete_untagged);
+        assert_eq!(c.gc.restore_window, Duration::ZERO);
+
+        let err = load(
+            None,
+            env(&[("BERTH_GC_INTERVAL_SECS", "0")]),
+            RawConfig::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("gc.interval_secs"), "{err}");
     }
 
     #[test]

@@ -13,8 +13,19 @@ pub struct BlobRead {
 }
 
 impl Registry {
-    /// Size of a blob linked to `repo`.
+    /// Size of a blob linked to `repo` whose bytes the store holds (a
+    /// `HEAD`: a client that hears "present" skips the upload, so a row
+    /// whose bytes a crash took must answer `BLOB_UNKNOWN`; see gc.rs).
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        let size = self.linked_size(repo, digest).await?;
+        if self.inner.store.stat(digest).await?.is_none() {
+            return Err(Error::BlobUnknown(digest.clone()));
+        }
+        Ok(size)
+    }
+
+    /// Size of a blob linked to `repo`, from the database alone.
+    async fn linked_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         self.inner
             .meta
             .linked_blob(repo, digest)
@@ -29,7 +40,7 @@ impl Registry {
         digest: &Digest,
         range: Option<&str>,
     ) -> Result<BlobRead> {
-        let size = self.stat_blob(repo, digest).await?;
+        let size = self.linked_size(repo, digest).await?;
         let range = match range {
             None => None,
             Some(header) => match parse_range_header(header, size) {
@@ -57,7 +68,7 @@ impl Registry {
         let Some(expiry) = self.inner.options.blob_redirect else {
             return Ok(None);
         };
-        let size = self.stat_blob(repo, digest).await?;
+        let size = self.linked_size(repo, digest).await?;
         let url = self.inner.store.presigned_get(digest, expiry).await?;
         if url.is_some() {
             metrics::counter!("berth_blob_redirects_total").increment(1);

@@ -15,9 +15,14 @@
 pub mod access;
 mod blobs;
 mod error;
+mod gc;
 mod listing;
 mod manifests;
+pub mod policy;
 mod reaper;
+pub mod retention;
+mod stats;
+mod trash;
 mod uploads;
 
 use std::sync::Arc;
@@ -29,9 +34,12 @@ pub use access::{Access, AccessSettings, Caller, Origin};
 pub use berth_storage::ByteStream;
 pub use blobs::BlobRead;
 pub use error::{Error, Result};
+pub use gc::{GcOptions, GcReport, StopFlag};
 pub use listing::{Page, Referrers};
 pub use manifests::{ManifestPushed, ServedManifest};
 pub use reaper::ReapReport;
+pub use stats::ArtifactInfo;
+pub use trash::TrashItem;
 pub use uploads::{MountOutcome, UploadStatus};
 
 /// The registry façade the HTTP layer calls. Cheap to clone.
@@ -46,6 +54,8 @@ pub struct Options {
     /// Answer blob reads with a presigned URL of this lifetime when the
     /// store can sign one (S3), instead of proxying the bytes.
     pub blob_redirect: Option<std::time::Duration>,
+    /// Garbage collection and the restore window.
+    pub gc: GcOptions,
 }
 
 struct Inner {
@@ -54,6 +64,8 @@ struct Inner {
     options: Options,
     uploads: uploads::HashStates,
     manifests: manifests::Cache,
+    policies: policy::State,
+    pulls: stats::PullCounter,
 }
 
 impl Registry {
@@ -69,6 +81,8 @@ impl Registry {
                 options,
                 uploads: uploads::HashStates::default(),
                 manifests: manifests::Cache::default(),
+                policies: policy::State::default(),
+                pulls: stats::PullCounter::default(),
             }),
         }
     }

@@ -99,6 +99,10 @@ impl Registry {
             self.inner.manifests.put(&digest, body.clone());
             body
         };
+        if with_body {
+            // A pull (HEADs are not): counted in memory, written behind.
+            self.record_pull(repo, &digest);
+        }
         Ok(ServedManifest {
             digest,
             media_type: head.media_type,
@@ -144,6 +148,11 @@ impl Registry {
             .map(|a| serde_json::to_string(a).expect("string map serializes"));
 
         let mut tx = self.inner.meta.begin().await?;
+        // GC may not delete what this push checks until it commits (gc.rs).
+        let mut locked: Vec<&str> = refs.iter().map(|r| r.digest.as_str()).collect();
+        locked.push(digest.as_str());
+        locked.extend(subject.as_ref().map(|s| s.as_str()));
+        tx.lock_digests(&locked, false).await?;
         for r in &refs {
             match tx.ref_size(repo, r).await? {
                 None => {
@@ -161,6 +170,9 @@ impl Registry {
                 Some(_) => {}
             }
         }
+        let warning = self
+            .check_manifest_put(&mut tx, repo, reference, &digest, body.len())
+            .await?;
         tx.insert_manifest(
             repo,
             NewManifest {
@@ -178,16 +190,41 @@ impl Registry {
             tx.set_tag(repo, tag, &digest).await?;
         }
         tx.commit().await?;
+        self.quota_warned(warning);
         self.inner.manifests.put(&digest, body);
         Ok(ManifestPushed { digest, subject })
     }
 
-    /// Deletes a manifest by digest (with its tags), or just the tag.
+    /// Deletes a manifest by digest (with its tags), or just the tag, on
+    /// behalf of the system (see [`Registry::delete_manifest_as`]).
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        self.delete_manifest_as(repo, reference, "system").await
+    }
+
+    /// Deletes a manifest by digest (with its tags), or just the tag, as
+    /// `who`. What goes is moved to the trash first, restorable for the
+    /// restore window (`trash.rs`).
+    pub async fn delete_manifest_as(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        who: &str,
+    ) -> Result<()> {
         let mut tx = self.inner.meta.begin().await?;
+        self.check_manifest_delete(&mut tx, repo, reference).await?;
         let deleted = match reference {
-            Reference::Digest(d) => tx.delete_manifest(repo, d).await?,
-            Reference::Tag(t) => tx.delete_tag(repo, t).await?,
+            Reference::Digest(d) => {
+                tx.trash_manifest(repo.as_str(), d.as_str(), who)
+                    .await?
+                    .is_some()
+                    && tx.delete_manifest(repo, d).await?
+            }
+            Reference::Tag(t) => {
+                tx.trash_tag(repo.as_str(), t.as_str(), who)
+                    .await?
+                    .is_some()
+                    && tx.delete_tag(repo, t).await?
+            }
         };
         if !deleted {
             return Err(Error::ManifestUnknown(reference.to_string()));

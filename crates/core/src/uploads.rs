@@ -110,6 +110,7 @@ impl Registry {
         from: Option<&RepoName>,
     ) -> Result<MountOutcome> {
         let mut tx = self.inner.meta.begin().await?;
+        tx.lock_digests(&[digest.as_str()], false).await?;
         // Without `from` there is no automatic discovery: a session, as the
         // spec prescribes for registries that do not search other repositories.
         let linked = match from {
@@ -117,8 +118,10 @@ impl Registry {
             None => false,
         };
         if linked {
+            let warning = self.check_blob_link(&mut tx, repo, digest, None).await?;
             tx.link_blob(repo, digest).await?;
             tx.commit().await?;
+            self.quota_warned(warning);
             return Ok(MountOutcome::Mounted);
         }
         drop(tx);
@@ -318,14 +321,24 @@ impl Registry {
         size: u64,
         session: bool,
     ) -> Result<()> {
-        self.inner.store.upload_commit(id, digest).await?;
+        self.precheck_blob_link(repo, digest, size).await?;
+        // The digest's lock before the bytes become visible: GC deleting
+        // this digest (row and object) runs wholly before or after (gc.rs).
+        // Under the lock the store checks for the object itself, so bytes a
+        // crashed GC deleted under a surviving row are written again.
         let mut tx = self.inner.meta.begin().await?;
+        tx.lock_digests(&[digest.as_str()], true).await?;
+        self.inner.store.upload_commit(id, digest).await?;
         tx.insert_blob(digest, size).await?;
+        let warning = self
+            .check_blob_link(&mut tx, repo, digest, Some(size))
+            .await?;
         tx.link_blob(repo, digest).await?;
         if session {
             tx.delete_upload(id).await?;
         }
         tx.commit().await?;
+        self.quota_warned(warning);
         Ok(())
     }
 }

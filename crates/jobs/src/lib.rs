@@ -20,12 +20,16 @@
 //! This crate never serves HTTP; the server spawns the runner and stops it
 //! on shutdown through a [`CancellationToken`].
 
+mod gc;
 mod reaper;
+mod retention;
 mod runner;
 
 use std::time::Duration;
 
+pub use gc::GarbageCollector;
 pub use reaper::UploadReaper;
+pub use retention::RetentionScheduler;
 pub use runner::{Runner, RunnerConfig, StatusBoard, WorkerStatus};
 pub use tokio_util::sync::CancellationToken;
 

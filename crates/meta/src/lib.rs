@@ -7,8 +7,12 @@
 //! driver; SQLite is the embedded default.
 
 mod export;
+mod gc;
 mod identity;
 mod jobs;
+mod policy;
+mod retention;
+mod stats;
 mod store;
 mod tx;
 
@@ -16,11 +20,20 @@ pub use export::{
     BlobRow, ExportSource, ImportTarget, ImportTx, LinkRow, ManifestRefRow, ManifestRow,
     RepositoryRow, SourceCounts, TagOutcome, TagRow,
 };
+pub use gc::{GcRunRow, RepoRange, TakenTrash, TrashRow, digest_lock_key};
 pub use identity::{
     AuditCursor, AuditEntry, AuditFilter, AuditRow, GroupRow, IdentityTx, MemberRef, MemberRow,
     NewRobot, NewUser, ProjectRow, RobotRow, SigningKeyRow, TokenRow, UserRow,
 };
 pub use jobs::{ClaimedJob, IdleUpload, JobRow, JobStatus, ScheduleRow, ScheduledRun};
+pub use policy::{
+    ImmutableRuleFields, ImmutableRuleRow, PendingDeletion, ProjectUsage, QuotaRow, UsageProbe,
+};
+pub use retention::{
+    ArtifactRow, DueRetention, KEPT_EXECUTIONS, NewRetentionExecution, RetentionCounts,
+    RetentionExecutionRow, RetentionItemRow, RetentionPolicyRow, TagPush,
+};
+pub use stats::{PullDelta, PullStats};
 pub use store::{ManifestHead, MetaStore, ReferrerRow, StoredManifest, UploadRow};
 pub use tx::{NewManifest, Tx};
 

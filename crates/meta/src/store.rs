@@ -139,7 +139,14 @@ impl MetaStore {
         }
     }
 
+    /// Opens a write transaction. On SQLite it takes the database write
+    /// lock at once (`BEGIN IMMEDIATE`): another process (`berth gc`)
+    /// cannot commit between its reads and its writes, and it holds the
+    /// per-digest lock of `Tx::lock_digests` for every digest.
     pub async fn begin(&self) -> Result<Tx> {
+        if self.write.connect_options().database_url.scheme() == "sqlite" {
+            return Ok(Tx::new(self.write.begin_with("BEGIN IMMEDIATE").await?));
+        }
         Ok(Tx::new(self.write.begin().await?))
     }
 

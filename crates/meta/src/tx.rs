@@ -29,6 +29,12 @@ impl Tx {
         Ok(())
     }
 
+    /// The transaction's connection, for this crate's other modules that
+    /// keep their SQL beside their own types (`policy`).
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.0
+    }
+
     pub async fn ensure_repo(&mut self, repo: &RepoName) -> Result<()> {
         sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(repo.as_str())
@@ -61,14 +67,19 @@ impl Tx {
             .map(|s| s as u64))
     }
 
+    /// Links a blob (again: a new upload or mount renews `linked_at`, so GC
+    /// gives the push that follows its full grace period).
     pub async fn link_blob(&mut self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.ensure_repo(repo).await?;
-        sqlx::query("INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3) ON CONFLICT (repo, digest) DO NOTHING")
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .bind(now_millis())
-            .execute(&mut *self.0)
-            .await?;
+        sqlx::query(
+            "INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .bind(now_millis())
+        .execute(&mut *self.0)
+        .await?;
         Ok(())
     }
 

@@ -55,6 +55,20 @@ enum AdminCommand {
     /// Token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A project's immutable tag rules.
+    #[command(subcommand)]
+    ImmutableRules(ImmutableRulesCommand),
+    /// A project's quota: limits and exact usage.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// A project's deleted manifests and tags, and restoring them.
+    #[command(subcommand)]
+    Trash(TrashCommand),
+    /// A project's tag retention policy, its runs and their history.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// A repository's artifacts with push and pull times and pull counts.
+    Artifacts(ArtifactsArgs),
 }
 
 /// Where a new password comes from: `--password-file`, else
@@ -256,6 +270,11 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Robots(cmd) => robots(&client, &out, cmd).await,
         AdminCommand::Tokens(cmd) => tokens(&client, &out, cmd).await,
         AdminCommand::Audit(a) => audit(&client, &out, a).await,
+        AdminCommand::ImmutableRules(cmd) => immutable_rules(&client, &out, cmd).await,
+        AdminCommand::Quota(cmd) => quota(&client, &out, cmd).await,
+        AdminCommand::Trash(cmd) => trash(&client, &out, cmd).await,
+        AdminCommand::Retention(cmd) => retention(&client, &out, cmd).await,
+        AdminCommand::Artifacts(a) => artifacts(&client, &out, a).await,
         AdminCommand::Keys(KeysCommand::Rotate) => {
             let v = client.call("POST", "/system/keys/rotate", None).await?;
             out.one(&v, || {
@@ -844,6 +863,427 @@ impl Output {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Immutable tag rules and quotas.
+
+#[derive(Subcommand)]
+enum ImmutableRulesCommand {
+    List {
+        project: String,
+    },
+    /// Add a rule: tags it selects are created once, then never moved nor
+    /// deleted. Patterns are doublestar globs (`*`, `**`, `?`, `[a-z]`, `{a,b}`).
+    Create {
+        project: String,
+        /// Tag pattern, e.g. `release-*`.
+        #[arg(long)]
+        tags: String,
+        /// The rule applies to tags NOT matching --tags.
+        #[arg(long)]
+        exclude_tags: bool,
+        /// Repository pattern, over the path inside the project.
+        #[arg(long, default_value = "**")]
+        repositories: String,
+        /// The rule applies to repositories NOT matching --repositories.
+        #[arg(long)]
+        exclude_repositories: bool,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a rule's patterns, or enable or disable it.
+    Update {
+        project: String,
+        id: i64,
+        #[arg(long)]
+        tags: Option<String>,
+        #[arg(long, requires = "tags")]
+        exclude_tags: bool,
+        #[arg(long)]
+        repositories: Option<String>,
+        #[arg(long, requires = "repositories")]
+        exclude_repositories: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    Delete {
+        project: String,
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Limits, usage, and what the usage is made of.
+    Show { project: String },
+    /// Set limits (system admin). Sizes take B, KiB, MiB, GiB, TiB (or
+    /// KB, MB, GB, TB in powers of 1000); `-1` or `unlimited` removes a limit.
+    Set {
+        project: String,
+        #[arg(long, allow_hyphen_values = true)]
+        storage: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        artifacts: Option<String>,
+        /// Record a `quota.warning` audit event when usage crosses this percentage.
+        #[arg(long)]
+        warn_percent: Option<i64>,
+    },
+}
+
+fn selector(pattern: &str, exclude: bool) -> Value {
+    json!({"pattern": pattern, "decoration": if exclude { "excludes" } else { "matches" }})
+}
+
+fn selector_text(v: &Value) -> String {
+    let not = if s(&v["decoration"]) == "excludes" {
+        "not "
+    } else {
+        ""
+    };
+    format!("{not}{}", s(&v["pattern"]))
+}
+
+fn rule_text(v: &Value) -> String {
+    format!(
+        "immutable rule {} in project {}: repositories {}, tags {}{}",
+        v["id"],
+        s(&v["project"]),
+        selector_text(&v["repositories"]),
+        selector_text(&v["tags"]),
+        if v["disabled"].as_bool() == Some(true) {
+            " (disabled)"
+        } else {
+            ""
+        }
+    )
+}
+
+async fn immutable_rules(
+    client: &Client,
+    out: &Output,
+    cmd: ImmutableRulesCommand,
+) -> anyhow::Result<()> {
+    match cmd {
+        ImmutableRulesCommand::List { project } => {
+            let v = client
+                .call(
+                    "GET",
+                    &format!("/projects/{}/immutable-rules", seg(&project)),
+                    None,
+                )
+                .await?;
+            let items = v["items"].as_array().cloned().unwrap_or_default();
+            out.table(
+                &items,
+                &["ID", "REPOSITORIES", "TAGS", "DISABLED", "CREATED BY"],
+                |r| {
+                    vec![
+                        r["id"].to_string(),
+                        selector_text(&r["repositories"]),
+                        selector_text(&r["tags"]),
+                        yes(&r["disabled"]),
+                        s(&r["created_by"]),
+                    ]
+                },
+            );
+        }
+        ImmutableRulesCommand::Create {
+            project,
+            tags,
+            exclude_tags,
+            repositories,
+            exclude_repositories,
+            disabled,
+        } => {
+            let body = json!({
+                "repositories": selector(&repositories, exclude_repositories),
+                "tags": selector(&tags, exclude_tags),
+                "disabled": disabled,
+            });
+            let v = client
+                .call(
+                    "POST",
+                    &format!("/projects/{}/immutable-rules", seg(&project)),
+                    Some(body),
+                )
+                .await?;
+            out.one(&v, || format!("created {}", rule_text(&v)));
+        }
+        ImmutableRulesCommand::Update {
+            project,
+            id,
+            tags,
+            exclude_tags,
+            repositories,
+            exclude_repositories,
+            enable,
+            disable,
+        } => {
+            let mut body = json!({});
+            if let Some(t) = &tags {
+                body["tags"] = selector(t, exclude_tags);
+            }
+            if let Some(r) = &repositories {
+                body["repositories"] = selector(r, exclude_repositories);
+            }
+            if enable || disable {
+                body["disabled"] = json!(disable);
+            }
+            let v = client
+                .call(
+                    "PATCH",
+                    &format!("/projects/{}/immutable-rules/{id}", seg(&project)),
+                    Some(body),
+                )
+                .await?;
+            out.one(&v, || format!("updated {}", rule_text(&v)));
+        }
+        ImmutableRulesCommand::Delete { project, id } => {
+            client
+                .call(
+                    "DELETE",
+                    &format!("/projects/{}/immutable-rules/{id}", seg(&project)),
+                    None,
+                )
+                .await?;
+            out.done(&format!("immutable rule {id} of project {project} deleted"));
+        }
+    }
+    Ok(())
+}
+
+/// `12GiB`, `500 MB`, `1048576`, `-1`, `unlimited` as bytes (-1 unlimited).
+fn parse_size(text: &str) -> anyhow::Result<i64> {
+    let t = text.trim();
+    if t == "-1" || t.eq_ignore_ascii_case("unlimited") {
+        return Ok(-1);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a size (e.g. 10GiB, 500MB, 1048576)"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        other => bail!("{text:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"),
+    };
+    let bytes = (number * factor).round();
+    if !(0.0..9.0e18).contains(&bytes) {
+        bail!("{text:?} is out of range");
+    }
+    Ok(bytes as i64)
+}
+
+fn limit_text(v: &Value, bytes: bool) -> String {
+    match v.as_i64() {
+        Some(n) if n < 0 => "unlimited".into(),
+        Some(n) if bytes => format!("{} ({n} bytes)", human(n)),
+        Some(n) => n.to_string(),
+        None => s(v),
+    }
+}
+
+/// Bytes for people, as the registry's messages write them.
+fn human(n: i64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n.abs() < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+fn quota_text(v: &Value) -> String {
+    let e = &v["explain"];
+    let n = |x: &Value| x.as_i64().unwrap_or(0);
+    let ratio = match v["usage_ratio"].as_f64() {
+        Some(r) => format!("{:.1}% of the fuller limit", r * 100.0),
+        None => "no limit".into(),
+    };
+    format!(
+        "project {}\n  storage limit:   {}\n  artifact limit:  {}\n  warn at:         {}%\n  \
+         storage used:    {} ({} bytes; {ratio})\n    referenced:    {} in {} blobs\n    \
+         linked only:   {} in {} blobs (uploaded or mounted, referenced by no manifest)\n    \
+         manifests:     {}\n  pending deletion: {} in {} deleted manifests (restore window)\n  \
+         artifacts:       {}",
+        s(&v["project"]),
+        limit_text(&v["limits"]["storage_bytes"], true),
+        limit_text(&v["limits"]["artifacts"], false),
+        v["warn_percent"],
+        human(n(&v["usage"]["storage_bytes"])),
+        n(&v["usage"]["storage_bytes"]),
+        human(n(&e["referenced_bytes"])),
+        n(&e["referenced_blobs"]),
+        human(n(&e["linked_only_bytes"])),
+        n(&e["linked_only_blobs"]),
+        human(n(&e["manifest_bytes"])),
+        human(n(&e["pending_deletion_bytes"])),
+        n(&e["pending_deletion_artifacts"]),
+        n(&v["usage"]["artifacts"]),
+    )
+}
+
+async fn quota(client: &Client, out: &Output, cmd: QuotaCommand) -> anyhow::Result<()> {
+    match cmd {
+        QuotaCommand::Show { project } => {
+            let v = client
+                .call("GET", &format!("/projects/{}/quota", seg(&project)), None)
+                .await?;
+            out.one(&v, || quota_text(&v));
+        }
+        QuotaCommand::Set {
+            project,
+            storage,
+            artifacts,
+            warn_percent,
+        } => {
+            let mut body = json!({});
+            if let Some(t) = &storage {
+                body["storage_bytes"] = json!(parse_size(t)?);
+            }
+            if let Some(t) = &artifacts {
+                body["artifacts"] = json!(if t.eq_ignore_ascii_case("unlimited") {
+                    -1
+                } else {
+                    t.parse::<i64>()
+                        .map_err(|_| anyhow::anyhow!("--artifacts {t:?} is not a number"))?
+                });
+            }
+            if let Some(w) = warn_percent {
+                body["warn_percent"] = json!(w);
+            }
+            if body.as_object().is_some_and(|o| o.is_empty()) {
+                bail!("give --storage, --artifacts or --warn-percent");
+            }
+            let v = client
+                .call(
+                    "PUT",
+                    &format!("/projects/{}/quota", seg(&project)),
+                    Some(body),
+                )
+                .await?;
+            out.one(&v, || quota_text(&v));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("-1").unwrap(), -1);
+        assert_eq!(parse_size("unlimited").unwrap(), -1);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("12MiB").unwrap(), 12 << 20);
+        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(human(10 * 1024 * 1024 + 512 * 1024), "10.5 MiB");
+    }
+
+    #[test]
+    fn rule_texts() {
+        let v = json!({"id": 3, "project": "team", "disabled": false,
+            "repositories": {"pattern": "**", "decoration": "matches"},
+            "tags": {"pattern": "latest", "decoration": "excludes"}});
+        assert_eq!(
+            rule_text(&v),
+            "immutable rule 3 in project team: repositories **, tags not latest"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The restore window.
+
+#[derive(Subcommand)]
+enum TrashCommand {
+    /// Deleted manifests and tags still restorable, oldest first.
+    List { project: String },
+    /// Bring an entry back (its tag names must be free).
+    Restore { project: String, id: i64 },
+}
+
+async fn trash(client: &Client, out: &Output, cmd: TrashCommand) -> anyhow::Result<()> {
+    match cmd {
+        TrashCommand::List { project } => {
+            let items = client
+                .list(&format!("/projects/{}/trash", seg(&project)))
+                .await?;
+            out.table(
+                &items,
+                &[
+                    "ID",
+                    "REPOSITORY",
+                    "KIND",
+                    "DIGEST",
+                    "TAGS",
+                    "DELETED BY",
+                    "EXPIRES",
+                ],
+                |t| {
+                    let tags: Vec<String> = t["tags"]
+                        .as_array()
+                        .map(|a| a.iter().map(s).collect())
+                        .unwrap_or_default();
+                    vec![
+                        t["id"].to_string(),
+                        s(&t["repository"]),
+                        s(&t["kind"]),
+                        s(&t["digest"]),
+                        tags.join(","),
+                        s(&t["deleted_by"]),
+                        s(&t["expires_at"]),
+                    ]
+                },
+            );
+        }
+        TrashCommand::Restore { project, id } => {
+            let v = client
+                .call(
+                    "POST",
+                    &format!("/projects/{}/trash/{id}/restore", seg(&project)),
+                    None,
+                )
+                .await?;
+            out.one(&v, || {
+                format!(
+                    "restored {}@{} (tags: {})",
+                    s(&v["repository"]),
+                    s(&v["digest"]),
+                    v["tags"]
+                        .as_array()
+                        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default()
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -887,5 +1327,406 @@ mod tests {
                        {"namespace": {"kind": "all_projects"},
                         "access": [{"resource": "tag", "action": "list"}]}]);
         assert_eq!(grants_summary(&v), "team=repository:pull; *=tag:list");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tag retention and artifacts.
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// The policy: rules, schedule, next run.
+    Show { project: String },
+    /// Create or replace the policy: from a JSON file (`-` for standard
+    /// input) in the API's shape, or one rule from flags.
+    Set {
+        project: String,
+        /// The policy as JSON: {"rules": [...], "schedule": "..."}.
+        #[arg(long, conflicts_with = "template")]
+        file: Option<PathBuf>,
+        /// One rule: latestPushedK, latestPulledN, nDaysSinceLastPush,
+        /// nDaysSinceLastPull or always.
+        #[arg(long)]
+        template: Option<String>,
+        /// K, N or D of the template.
+        #[arg(long, requires = "template")]
+        param: Option<i64>,
+        /// Repository pattern, over the path inside the project.
+        #[arg(long, default_value = "**")]
+        repositories: String,
+        /// The rule applies to repositories NOT matching --repositories.
+        #[arg(long)]
+        exclude_repositories: bool,
+        /// Tag pattern.
+        #[arg(long, default_value = "**")]
+        tags: String,
+        /// The rule looks at artifacts with a tag NOT matching --tags.
+        #[arg(long)]
+        exclude_tags: bool,
+        /// The rule also looks at untagged artifacts.
+        #[arg(long)]
+        untagged: bool,
+        /// Cron schedule, UTC (5 fields, or 6 with seconds first).
+        #[arg(long, conflicts_with = "file")]
+        schedule: Option<String>,
+    },
+    /// Remove the policy (the history stays).
+    Delete { project: String },
+    /// Run the policy now; with --dry-run, list what would go.
+    Run {
+        project: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The runs, newest first.
+    Executions { project: String },
+    /// One run, with what it decided for each artifact.
+    Execution { project: String, id: i64 },
+}
+
+#[derive(Args)]
+struct ArtifactsArgs {
+    project: String,
+    /// The repository's full name, e.g. team/app.
+    repository: String,
+}
+
+fn retention_policy_from_flags(cmd: &RetentionCommand) -> anyhow::Result<Value> {
+    let RetentionCommand::Set {
+        file,
+        template,
+        param,
+        repositories,
+        exclude_repositories,
+        tags,
+        exclude_tags,
+        untagged,
+        schedule,
+        ..
+    } = cmd
+    else {
+        bail!("not a set command");
+    };
+    if let Some(path) = file {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading the policy from stdin")?
+        } else {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        };
+        return serde_json::from_str(&text).context("the policy is not JSON");
+    }
+    let Some(template) = template else {
+        bail!("give the policy with --file, or one rule with --template");
+    };
+    let params = match param {
+        Some(n) => json!({ template.as_str(): n }),
+        None => json!({}),
+    };
+    Ok(json!({
+        "rules": [{
+            "template": template,
+            "params": params,
+            "repositories": {
+                "decoration": if *exclude_repositories { "repoExcludes" } else { "repoMatches" },
+                "pattern": repositories,
+            },
+            "tags": {
+                "decoration": if *exclude_tags { "excludes" } else { "matches" },
+                "pattern": tags,
+                "untagged": untagged,
+            },
+        }],
+        "schedule": schedule,
+    }))
+}
+
+fn retention_items_table(out: &Output, items: &[Value]) {
+    out.table(
+        items,
+        &["REPOSITORY", "DIGEST", "TAGS", "OUTCOME", "REASON"],
+        |i| {
+            let tags: Vec<String> = i["tags"]
+                .as_array()
+                .map(|a| a.iter().map(s).collect())
+                .unwrap_or_default();
+            vec![
+                s(&i["repository"]),
+                short_digest(&s(&i["digest"])),
+                tags.join(","),
+                s(&i["outcome"]),
+                s(&i["reason"]),
+            ]
+        },
+    );
+}
+
+fn short_digest(d: &str) -> String {
+    match d.split_once(':') {
+        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}", &hex[..12]),
+        _ => d.to_string(),
+    }
+}
+
+fn execution_summary(e: &Value) -> String {
+    format!(
+        "run {} ({}{}, {}): {} artifact(s), {} retained, {} {}, {} error(s){}",
+        e["id"],
+        s(&e["trigger"]),
+        if e["dry_run"].as_bool() == Some(true) {
+            ", dry run"
+        } else {
+            ""
+        },
+        s(&e["status"]),
+        e["artifacts"],
+        e["retained"],
+        e["deleted"],
+        if e["dry_run"].as_bool() == Some(true) {
+            "to delete"
+        } else {
+            "deleted"
+        },
+        e["errors"],
+        if e["error"].is_null() {
+            String::new()
+        } else {
+            format!("; {}", s(&e["error"]))
+        }
+    )
+}
+
+/// Every item of a paged list whose path already has a query.
+async fn list_all(client: &Client, path: &str) -> anyhow::Result<Vec<Value>> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..100_000 {
+        let page_path = match &after {
+            Some(a) => format!("{path}{sep}limit=1000&after={}", seg(a)),
+            None => format!("{path}{sep}limit=1000"),
+        };
+        let v = client.call("GET", &page_path, None).await?;
+        items.extend(v["items"].as_array().cloned().unwrap_or_default());
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    Ok(items)
+}
+
+async fn retention(client: &Client, out: &Output, cmd: RetentionCommand) -> anyhow::Result<()> {
+    match &cmd {
+        RetentionCommand::Show { project } => {
+            let v = client
+                .call(
+                    "GET",
+                    &format!("/projects/{}/retention", seg(project)),
+                    None,
+                )
+                .await?;
+            out.one(&v, || {
+                let rules: Vec<String> = v["rules"]
+                    .as_array()
+                    .map(|rules| {
+                        rules
+                            .iter()
+                            .enumerate()
+                            .map(|(i, r)| {
+                                let param = r["params"]
+                                    .get(s(&r["template"]))
+                                    .map(|p| format!(" {p}"))
+                                    .unwrap_or_default();
+                                format!(
+                                    "  {i}: {}{param}; repositories {} {:?}; tags {} {:?}{}{}",
+                                    s(&r["template"]),
+                                    s(&r["repositories"]["decoration"]),
+                                    s(&r["repositories"]["pattern"]),
+                                    s(&r["tags"]["decoration"]),
+                                    s(&r["tags"]["pattern"]),
+                                    if r["tags"]["untagged"].as_bool() == Some(true) {
+                                        ", untagged too"
+                                    } else {
+                                        ""
+                                    },
+                                    if r["disabled"].as_bool() == Some(true) {
+                                        " (disabled)"
+                                    } else {
+                                        ""
+                                    }
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "retention policy of {project}\nschedule: {} (next run {})\nrules (any retains):\n{}",
+                    or_none(&v["schedule"]),
+                    or_none(&v["next_run_at"]),
+                    rules.join("\n")
+                )
+            });
+        }
+        RetentionCommand::Set { project, .. } => {
+            let body = retention_policy_from_flags(&cmd)?;
+            let v = client
+                .call(
+                    "PUT",
+                    &format!("/projects/{}/retention", seg(project)),
+                    Some(body),
+                )
+                .await?;
+            out.one(&v, || {
+                let n = v["rules"].as_array().map(Vec::len).unwrap_or(0);
+                format!(
+                    "retention policy of {project} set: {n} rule(s), schedule {}",
+                    or_none(&v["schedule"])
+                )
+            });
+        }
+        RetentionCommand::Delete { project } => {
+            client
+                .call(
+                    "DELETE",
+                    &format!("/projects/{}/retention", seg(project)),
+                    None,
+                )
+                .await?;
+            out.done(&format!("retention policy of {project} deleted"));
+        }
+        RetentionCommand::Run { project, dry_run } => {
+            let v = client
+                .call(
+                    "POST",
+                    &format!("/projects/{}/retention/run", seg(project)),
+                    Some(json!({ "dry_run": dry_run })),
+                )
+                .await?;
+            if out.json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return Ok(());
+            }
+            retention_items_table(out, v["items"].as_array().map_or(&[], |a| a));
+            println!("{}", execution_summary(&v["execution"]));
+        }
+        RetentionCommand::Executions { project } => {
+            let items = list_all(
+                client,
+                &format!("/projects/{}/retention/executions", seg(project)),
+            )
+            .await?;
+            out.table(
+                &items,
+                &[
+                    "ID",
+                    "TRIGGER",
+                    "DRY RUN",
+                    "STATUS",
+                    "STARTED",
+                    "ARTIFACTS",
+                    "RETAINED",
+                    "DELETED",
+                    "ERRORS",
+                ],
+                |e| {
+                    vec![
+                        e["id"].to_string(),
+                        s(&e["trigger"]),
+                        yes(&e["dry_run"]),
+                        s(&e["status"]),
+                        s(&e["started_at"]),
+                        e["artifacts"].to_string(),
+                        e["retained"].to_string(),
+                        e["deleted"].to_string(),
+                        e["errors"].to_string(),
+                    ]
+                },
+            );
+        }
+        RetentionCommand::Execution { project, id } => {
+            let base = format!("/projects/{}/retention/executions/{id}", seg(project));
+            let e = client.call("GET", &base, None).await?;
+            let items = list_all(client, &format!("{base}/items")).await?;
+            if out.json {
+                let v = json!({"execution": e, "items": items});
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return Ok(());
+            }
+            retention_items_table(out, &items);
+            println!("{}", execution_summary(&e));
+        }
+    }
+    Ok(())
+}
+
+fn or_none(v: &Value) -> String {
+    if v.is_null() { "none".into() } else { s(v) }
+}
+
+async fn artifacts(client: &Client, out: &Output, a: ArtifactsArgs) -> anyhow::Result<()> {
+    let items = list_all(
+        client,
+        &format!(
+            "/projects/{}/artifacts?repository={}",
+            seg(&a.project),
+            seg(&a.repository)
+        ),
+    )
+    .await?;
+    out.table(
+        &items,
+        &["DIGEST", "TAGS", "SIZE", "PUSHED", "PULLED", "PULLS"],
+        |i| {
+            let tags: Vec<String> = i["tags"]
+                .as_array()
+                .map(|t| t.iter().map(s).collect())
+                .unwrap_or_default();
+            vec![
+                short_digest(&s(&i["digest"])),
+                tags.join(","),
+                i["size"].to_string(),
+                s(&i["pushed_at"]),
+                if i["pulled_at"].is_null() {
+                    "never".into()
+                } else {
+                    s(&i["pulled_at"])
+                },
+                i["pull_count"].to_string(),
+            ]
+        },
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_from_flags() {
+        let cmd = RetentionCommand::Set {
+            project: "team".into(),
+            file: None,
+            template: Some("latestPushedK".into()),
+            param: Some(5),
+            repositories: "tools/**".into(),
+            exclude_repositories: true,
+            tags: "v*".into(),
+            exclude_tags: false,
+            untagged: true,
+            schedule: Some("0 0 * * *".into()),
+        };
+        assert_eq!(
+            retention_policy_from_flags(&cmd).unwrap(),
+            json!({"rules": [{
+                "template": "latestPushedK", "params": {"latestPushedK": 5},
+                "repositories": {"decoration": "repoExcludes", "pattern": "tools/**"},
+                "tags": {"decoration": "matches", "pattern": "v*", "untagged": true}
+            }], "schedule": "0 0 * * *"})
+        );
+        assert_eq!(
+            short_digest("sha256:0123456789abcdef0123"),
+            "sha256:0123456789ab"
+        );
     }
 }

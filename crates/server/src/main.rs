@@ -3,6 +3,7 @@
 //! crates; this file only wires them together.
 
 mod admin;
+mod gc;
 mod migrate;
 mod serve;
 
@@ -26,6 +27,10 @@ enum Command {
     /// Manage users, projects, members, robots, tokens, the audit log and
     /// signing keys through a running registry's REST API (/api/v1).
     Admin(admin::AdminArgs),
+    /// Collect garbage once, now: unreferenced blobs, expired trash and
+    /// (with [gc] delete_untagged) untagged manifests. Safe while servers
+    /// run against the same database and store.
+    Gc(gc::GcArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Migrate(args) => runtime.block_on(migrate::run(args)),
+        Command::Gc(args) => runtime.block_on(gc::run(args)),
         Command::Admin(args) => {
             // The API's message, without a backtrace: this is a user's tool.
             if let Err(e) = runtime.block_on(admin::run(args)) {

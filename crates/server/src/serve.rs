@@ -19,6 +19,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long background jobs may take to stop after the last request
 /// (a job that outlasts its runner's grace is handed back to the cluster).
 const JOBS_STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often pull statistics counted in memory are written.
+const PULL_STATS_FLUSH: Duration = Duration::from_secs(3);
+/// How often the cluster looks for retention policies whose cron schedule
+/// is due (a schedule fires at most this late).
+const RETENTION_SCHEDULE_CHECK: Duration = Duration::from_secs(30);
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
@@ -61,6 +66,7 @@ impl ServeArgs {
                 .map(|url| berth_config::RawMetadata { url: Some(url) }),
             storage: None,
             uploads: None,
+            gc: None,
             auth: None,
         }
     }
@@ -107,8 +113,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?;
     let registry = Registry::with_options(meta.clone(), store, options);
     let access = open_access(&config, meta.clone()).await?;
+    registry.set_auditor(access.auditor().clone());
     let stop_jobs = berth_jobs::CancellationToken::new();
-    let jobs = spawn_jobs(&config, meta, &registry, stop_jobs.clone());
+    let jobs = spawn_jobs(&config, meta, &registry, &access, stop_jobs.clone());
+    let pull_stats = registry.spawn_pull_stats_flusher(PULL_STATS_FLUSH);
     let app = berth_api::router(
         berth_api::App {
             registry: registry.clone(),
@@ -165,6 +173,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     stop_jobs.cancel();
     if tokio::time::timeout(JOBS_STOP_TIMEOUT, jobs).await.is_err() {
         tracing::warn!("background jobs did not stop in time");
+    }
+    // Pulls counted since the last flush (the flusher runs until here).
+    pull_stats.abort();
+    if let Err(e) = registry.flush_pull_stats().await {
+        tracing::warn!(error = %e, "could not write the last pull statistics");
     }
     access.flush_audit().await;
     registry.close().await;
@@ -241,11 +254,15 @@ fn spawn_jobs(
     config: &Config,
     meta: MetaStore,
     registry: &Registry,
+    access: &Access,
     stop: berth_jobs::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let defaults = berth_jobs::RunnerConfig::default();
     let runner_config = berth_jobs::RunnerConfig {
-        poll_interval: defaults.poll_interval.min(config.uploads.reap_interval),
+        poll_interval: defaults
+            .poll_interval
+            .min(config.uploads.reap_interval)
+            .min(config.gc.interval),
         ..defaults
     };
     berth_jobs::Runner::new(meta, berth_jobs::node_id(), runner_config)
@@ -253,6 +270,15 @@ fn spawn_jobs(
             registry.clone(),
             config.uploads.ttl,
             config.uploads.reap_interval,
+        ))
+        .with_worker(berth_jobs::GarbageCollector::new(
+            registry.clone(),
+            config.gc.interval,
+        ))
+        .with_worker(berth_jobs::RetentionScheduler::new(
+            registry.clone(),
+            access.clone(),
+            RETENTION_SCHEDULE_CHECK,
         ))
         .spawn(stop)
 }
@@ -263,12 +289,19 @@ fn spawn_jobs(
 pub(crate) fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>, Options)> {
     let options = Options {
         blob_redirect: config.storage.redirect(),
+        gc: crate::gc::options(config),
     };
     let store: Arc<dyn BlobStore> = match &config.storage {
         Storage::Fs => {
             let store = FsStore::open(&config.data_dir)
                 .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?;
-            return Ok((Arc::new(store), Options::default()));
+            return Ok((
+                Arc::new(store),
+                Options {
+                    gc: crate::gc::options(config),
+                    ..Options::default()
+                },
+            ));
         }
         Storage::S3(s3) => Arc::new(
             ObjectBlobStore::s3(&S3Config {

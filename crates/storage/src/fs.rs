@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::{BlobStore, ByteStream, Error, Result, valid_upload_id};
+use crate::{BlobStore, ByteStream, Error, ListedBlob, Result, valid_upload_id};
 
 /// Read buffer for blob GETs: large enough that per-chunk overhead vanishes
 /// next to the copy itself.
@@ -122,6 +122,62 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Error::Io(io::Error::other(e)))?
         .map_err(Error::from)
+}
+
+/// Names in `dir`, sorted; a missing directory is empty.
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                if let Ok(name) = entry?.file_name().into_string() {
+                    names.push(name);
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Walks `blobs/<alg>/<xx>/<hex>` in digest order from after `after`
+/// (`alg:hex`), reading only the shard directories it needs.
+fn list_blobs(root: &Path, after: &str, limit: usize) -> io::Result<Vec<ListedBlob>> {
+    let mut out = Vec::new();
+    let (after_alg, after_hex) = after.split_once(':').unwrap_or(("", ""));
+    for alg in sorted_names(root)? {
+        if alg.as_str() < after_alg {
+            continue;
+        }
+        for shard in sorted_names(&root.join(&alg))? {
+            if alg == after_alg && shard.as_str() < after_hex.get(..2).unwrap_or("") {
+                continue;
+            }
+            for hex in sorted_names(&root.join(&alg).join(&shard))? {
+                let key = format!("{alg}:{hex}");
+                if key.as_str() <= after {
+                    continue;
+                }
+                let Ok(digest) = Digest::parse(&key) else {
+                    continue;
+                };
+                let Ok(meta) = std::fs::metadata(root.join(&alg).join(&shard).join(&hex)) else {
+                    continue;
+                };
+                out.push(ListedBlob {
+                    digest,
+                    size: meta.len(),
+                    modified: meta.modified()?,
+                });
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait::async_trait]
@@ -275,6 +331,12 @@ impl BlobStore for FsStore {
     async fn upload_abort(&self, id: &str) -> Result<()> {
         not_found_as_none(tokio::fs::remove_file(self.upload_path(id)?).await)?;
         Ok(())
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<ListedBlob>> {
+        let root = self.root.join("blobs");
+        let after = after.map(|d| d.to_string()).unwrap_or_default();
+        blocking(move || list_blobs(&root, &after, limit)).await
     }
 
     async fn ready(&self) -> Result<()> {

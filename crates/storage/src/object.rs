@@ -83,7 +83,7 @@ use object_store::{
     WriteMultipart,
 };
 
-use crate::{BlobStore, ByteStream, Error, Result, valid_upload_id};
+use crate::{BlobStore, ByteStream, Error, ListedBlob, Result, valid_upload_id};
 
 /// Size of the multipart parts written by appends and commits, and the most
 /// an append buffers before it switches from one `PUT` to a multipart upload.
@@ -879,6 +879,40 @@ impl BlobStore for ObjectBlobStore {
 
     async fn upload_abort(&self, id: &str) -> Result<()> {
         self.remove_upload(&self.upload_dir(id)?).await
+    }
+
+    /// One page of `blobs/` from after `after`'s key: object stores list in
+    /// key order, which is digest order.
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<ListedBlob>> {
+        let prefix = self.key("blobs");
+        let listing = match after {
+            Some(d) => self
+                .store
+                .list_with_offset(Some(&prefix), &self.blob_path(d)),
+            None => self.store.list(Some(&prefix)),
+        };
+        let mut listing = listing.take(limit);
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| self.error("LIST", &prefix, e))?;
+            let parts: Vec<String> = meta
+                .location
+                .parts()
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            let [.., alg, _, hex] = parts.as_slice() else {
+                continue;
+            };
+            let Ok(digest) = Digest::parse(&format!("{alg}:{hex}")) else {
+                continue;
+            };
+            out.push(ListedBlob {
+                digest,
+                size: meta.size,
+                modified: std::time::SystemTime::from(meta.last_modified),
+            });
+        }
+        Ok(out)
     }
 
     /// One small listing of the prefix's top level: proves the endpoint,

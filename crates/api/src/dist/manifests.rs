@@ -90,8 +90,9 @@ pub(super) async fn delete(
     registry: &Registry,
     repo: &RepoName,
     reference: &Reference,
+    who: &str,
 ) -> Result<Response, ApiError> {
-    registry.delete_manifest(repo, reference).await?;
+    registry.delete_manifest_as(repo, reference, who).await?;
     Ok(respond(
         StatusCode::ACCEPTED,
         &[(header::CONTENT_LENGTH.as_str(), "0".into())],

@@ -61,7 +61,7 @@ use Kind::{Int, Text};
 
 /// The identity tables, in the order they are copied: every table after
 /// those its foreign keys point to.
-const TABLES: [Table; 9] = [
+const TABLES: [Table; 11] = [
     Table {
         name: "users",
         columns: &[
@@ -142,6 +142,47 @@ const TABLES: [Table; 9] = [
         same: &["id", "project_id", "user_id", "group_id", "created_at"],
         label: &["id", "project_id", "user_id", "group_id"],
         serial: true,
+    },
+    // Lifecycle policies of projects (migration 0005).
+    Table {
+        name: "immutable_rules",
+        columns: &[
+            ("id", Int),
+            ("project_id", Int),
+            ("repo_pattern", Text),
+            ("repo_excludes", Int),
+            ("tag_pattern", Text),
+            ("tag_excludes", Int),
+            ("disabled", Int),
+            ("created_by", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
+        key: &["id"],
+        same: &[
+            "id",
+            "project_id",
+            "repo_pattern",
+            "tag_pattern",
+            "created_at",
+        ],
+        label: &["id", "project_id", "tag_pattern"],
+        serial: true,
+    },
+    Table {
+        name: "project_quotas",
+        columns: &[
+            ("project_id", Int),
+            ("storage_limit", Int),
+            ("artifact_limit", Int),
+            ("warn_percent", Int),
+            ("warned", Int),
+            ("updated_at", Int),
+        ],
+        key: &["project_id"],
+        same: &["project_id"],
+        label: &["project_id"],
+        serial: false,
     },
     Table {
         name: "robots",
