@@ -1172,6 +1172,8 @@ mod tests {
             ("user_groups", 1, 0),
             ("projects", 2, 1),
             ("project_members", 2, 0),
+            ("immutable_rules", 0, 0),
+            ("project_quotas", 0, 0),
             ("robots", 1, 0),
             ("personal_access_tokens", 1, 0),
             ("signing_keys", 1, 0),
