@@ -93,11 +93,6 @@ async fn gc_in_a_tight_loop_never_loses_a_pushed_image() {
     stress("SQLite + filesystem", Vec::new()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn gc_in_a_tight_loop_never_loses_a_pushed_image_on_postgres_and_s3() {
-    stress("PostgreSQL + S3", common::shared_backends("gcstress").await).await;
-}
-
 async fn stress(backends: &str, shared: Vec<(String, String)>) {
     let data = tempfile::tempdir().unwrap();
     let on_s3 = !shared.is_empty();

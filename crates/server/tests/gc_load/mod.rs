@@ -967,3 +967,21 @@ pub async fn verify(
     }
     (referenced, missing, tags)
 }
+
+/// Prints the operation count every ten seconds until `stop`.
+pub async fn progress(stats: Arc<Stats>, totals: Arc<GcTotals>, stop: Arc<AtomicBool>) {
+    let mut ticks = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ticks += 1;
+        if ticks.is_multiple_of(20) {
+            eprintln!(
+                "gc load: {} s: {} operations, {} requests, {} GC cycles",
+                ticks / 2,
+                Stats::get(&stats.ops),
+                Stats::get(&stats.requests),
+                totals.cycles.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
