@@ -44,8 +44,15 @@ pub(crate) const MIGRATED_TABLES: [&str; 6] = [
 /// Tables a migration leaves behind on purpose: upload sessions in progress
 /// (their clients restart them) and the cluster's job queue and schedules
 /// (nodes on the target recreate them), plus the migrations' own table.
-pub(crate) const NOT_MIGRATED_TABLES: [&str; 4] =
-    ["uploads", "jobs", "job_schedules", "_sqlx_migrations"];
+/// Pull statistics (`artifact_pulls`) are left too: they start afresh on
+/// the target (a gap `berth migrate` should close).
+pub(crate) const NOT_MIGRATED_TABLES: [&str; 5] = [
+    "uploads",
+    "jobs",
+    "job_schedules",
+    "_sqlx_migrations",
+    "artifact_pulls",
+];
 
 /// Keys per presence query: well under SQLite's and PostgreSQL's limits on
 /// bound parameters.
