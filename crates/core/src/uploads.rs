@@ -326,6 +326,7 @@ impl Registry {
         // this digest (row and object) runs wholly before or after (gc.rs).
         // Under the lock the store checks for the object itself, so bytes a
         // crashed GC deleted under a surviving row are written again.
+        self.inner.store.upload_prepare(id).await?;
         let mut tx = self.inner.meta.begin().await?;
         tx.lock_digests(&[digest.as_str()], true).await?;
         self.inner.store.upload_commit(id, digest).await?;

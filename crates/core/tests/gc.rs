@@ -55,6 +55,9 @@ impl BlobStore for Gated {
     async fn upload_read(&self, id: &str) -> berth_storage::Result<ByteStream> {
         self.inner.upload_read(id).await
     }
+    async fn upload_prepare(&self, id: &str) -> berth_storage::Result<()> {
+        self.inner.upload_prepare(id).await
+    }
     async fn upload_commit(&self, id: &str, d: &Digest) -> berth_storage::Result<()> {
         self.inner.upload_commit(id, d).await?;
         if self.armed.swap(false, Ordering::SeqCst) {

@@ -67,6 +67,9 @@ pub struct TakenTrash {
     pub tag_times: Vec<(String, i64)>,
 }
 
+/// Runs the GC history keeps.
+const KEPT_GC_RUNS: i64 = 1000;
+
 /// What one GC run did (or, dry, would do), as recorded in `gc_runs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcRunRow {
@@ -698,7 +701,8 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Records a finished run; returns its id.
+    /// Records a finished run (dropping all but the last `KEPT_GC_RUNS`);
+    /// returns its id.
     pub async fn insert_gc_run(&self, run: &GcRunRow) -> Result<i64> {
         let (write, _) = self.pools();
         let row = sqlx::query(
@@ -720,7 +724,13 @@ impl MetaStore {
         .bind(run.error.clone())
         .fetch_one(write)
         .await?;
-        Ok(row.try_get(0)?)
+        let id: i64 = row.try_get(0)?;
+        // The history keeps the last runs only.
+        sqlx::query("DELETE FROM gc_runs WHERE id <= $1")
+            .bind(id - KEPT_GC_RUNS)
+            .execute(write)
+            .await?;
+        Ok(id)
     }
 
     /// Past runs, newest first, with an id below `before`.

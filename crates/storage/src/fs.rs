@@ -303,6 +303,11 @@ impl BlobStore for FsStore {
         Ok(read_stream(file, 0, u64::MAX))
     }
 
+    async fn upload_prepare(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id)?;
+        blocking(move || File::open(&path)?.sync_data()).await
+    }
+
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<()> {
         let from = self.upload_path(id)?;
         let to = self.blob_path(digest);
@@ -320,7 +325,8 @@ impl BlobStore for FsStore {
                 fsync_dir(dir.parent().expect("blob dir has a parent"))?;
             }
             // Appends are not fsynced one by one: the data is made durable
-            // once, here, before the blob gets its name.
+            // once, before the blob gets its name (`upload_prepare` did the
+            // work already when the core called it; then this is cheap).
             File::open(&from)?.sync_data()?;
             std::fs::rename(&from, &to)?;
             fsync_dir(dir)

@@ -101,6 +101,14 @@ pub trait BlobStore: Send + Sync + 'static {
     /// a restart or on another node).
     async fn upload_read(&self, id: &str) -> Result<ByteStream>;
 
+    /// Optional work before `upload_commit` that needs no lock: the
+    /// filesystem makes the upload's bytes durable here, so the commit,
+    /// which runs under the digest's GC lock, is only a rename.
+    async fn upload_prepare(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
+
     /// Makes the upload's bytes the durable, visible blob `digest` and removes
     /// the upload. If the blob already exists, the upload is simply removed.
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<()>;
