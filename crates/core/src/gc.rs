@@ -14,6 +14,13 @@
 //! 5. a bounded orphan sweep: at most `orphan_batch` store keys, from a
 //!    persisted cursor, that have no row (crash leftovers).
 //!
+//! Each untagged manifest a run deletes (for good: it does not go to the
+//! trash) is recorded in the audit log once the run is in the history: an
+//! `artifact.delete` by the actor [`GC_ACTOR`] (kind `system`) whose
+//! details name the run's id and trigger. Through the registry's auditor
+//! when it has one (`berth serve`), otherwise (`berth gc`) straight into
+//! the `audit_log` table.
+//!
 //! # The protocol with pushes
 //!
 //! Every deletion runs in its own transaction holding the digest's lock
@@ -41,10 +48,14 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use berth_meta::{GcRunRow, now_millis};
-use berth_oci::Digest;
+use berth_meta::{AuditEntry, GcRunRow, now_millis};
+use berth_oci::{Digest, RepoName};
 
+use crate::access::{AuditEvent, project_of};
 use crate::{Error, Registry, Result};
+
+/// The audit log's actor for the manifests garbage collection deletes.
+pub const GC_ACTOR: &str = "gc";
 
 /// Candidates read per query.
 const BATCH: i64 = 500;
@@ -180,12 +191,20 @@ impl Registry {
             started_at: now_millis(),
             ..GcReport::default()
         };
-        if let Err(e) = self.gc_pass(&mut report, stop).await {
+        let mut deleted = Vec::new();
+        if let Err(e) = self.gc_pass(&mut report, &mut deleted, stop).await {
             tracing::warn!(error = %e, "garbage collection stopped early");
             report.error = Some(e.to_string());
         }
         report.finished_at = report.started_at + clock.elapsed().as_millis() as i64;
-        report.id = self.inner.meta.insert_gc_run(&report.to_row()).await?;
+        let stored = self.inner.meta.insert_gc_run(&report.to_row()).await;
+        if let Ok(id) = stored {
+            report.id = id;
+        }
+        // Also when the history could not take the run: the deletions
+        // happened.
+        self.audit_gc_deletions(&report, &deleted).await;
+        report.id = stored?;
         metrics::counter!("berth_gc_runs_total", "dry_run" => if dry_run { "true" } else { "false" })
             .increment(1);
         if !dry_run {
@@ -212,7 +231,71 @@ impl Registry {
         Ok(rows.into_iter().map(GcReport::from_row).collect())
     }
 
-    async fn gc_pass(&self, report: &mut GcReport, stop: StopFlag<'_>) -> Result<()> {
+    /// Records the untagged manifests a run deleted (`(repository,
+    /// digest)`) in the audit log (see the module documentation). A failure
+    /// to write is logged; it never fails the run.
+    async fn audit_gc_deletions(&self, report: &GcReport, deleted: &[(String, String)]) {
+        if deleted.is_empty() {
+            return;
+        }
+        let run = if report.id > 0 {
+            format!("garbage collection run {}", report.id)
+        } else {
+            "a garbage collection run (not in the history)".to_string()
+        };
+        let details = format!(
+            "{run} ({}): untagged, referenced by nothing, older than the grace; deleted for good",
+            report.trigger
+        );
+        let events = deleted.iter().map(|(repo, digest)| AuditEvent {
+            actor: GC_ACTOR.into(),
+            actor_kind: "system",
+            action: "artifact.delete".into(),
+            resource: format!("repository/{repo}@{digest}"),
+            project: RepoName::parse(repo)
+                .ok()
+                .map(|r| project_of(&r).to_string()),
+            result: "success",
+            source_addr: None,
+            details: Some(details.clone()),
+        });
+        if let Some(auditor) = self.auditor() {
+            for event in events {
+                auditor.record(event);
+            }
+            return;
+        }
+        let now = now_millis();
+        let write = async {
+            let mut tx = self.inner.meta.begin_identity().await?;
+            for e in events {
+                tx.insert_audit(&AuditEntry {
+                    occurred_at: now,
+                    actor: e.actor,
+                    actor_kind: e.actor_kind.into(),
+                    action: e.action,
+                    resource: e.resource,
+                    project: e.project,
+                    result: e.result.into(),
+                    source_addr: e.source_addr,
+                    details: e.details,
+                })
+                .await?;
+            }
+            tx.commit().await
+        };
+        if let Err(e) = write.await {
+            tracing::error!(error = %e, manifests = deleted.len(),
+                "recording garbage collection's deletions in the audit log failed");
+        }
+    }
+
+    async fn gc_pass(
+        &self,
+        report: &mut GcReport,
+        deleted: &mut Vec<(String, String)>,
+        stop: StopFlag<'_>,
+    ) -> Result<()> {
         let options = self.inner.options.gc;
         let now = now_millis();
         let cutoff = now - options.grace.as_millis() as i64;
@@ -231,8 +314,10 @@ impl Registry {
         // 2. Untagged manifests.
         if options.delete_untagged {
             for _ in 0..MANIFEST_PASSES {
-                let deleted = self.collect_manifests(report, cutoff, stop).await?;
-                if report.dry_run || deleted == 0 || stop() {
+                let gone = self
+                    .collect_manifests(report, deleted, cutoff, stop)
+                    .await?;
+                if report.dry_run || gone == 0 || stop() {
                     break;
                 }
             }
@@ -298,10 +383,12 @@ impl Registry {
         self.sweep_orphans(report, cutoff).await
     }
 
-    /// One pass over untagged manifests; returns how many went (dry: would go).
+    /// One pass over untagged manifests; returns how many went (dry: would
+    /// go). Adds those that went to `gone`.
     async fn collect_manifests(
         &self,
         report: &mut GcReport,
+        gone: &mut Vec<(String, String)>,
         cutoff: i64,
         stop: StopFlag<'_>,
     ) -> Result<u64> {
@@ -325,6 +412,7 @@ impl Registry {
                 if tx.delete_untagged_manifest(repo, digest, cutoff).await? {
                     tx.commit().await?;
                     deleted += 1;
+                    gone.push((repo.clone(), digest.clone()));
                     tracing::debug!(%repo, %digest, "GC deleted an untagged manifest");
                 }
             }

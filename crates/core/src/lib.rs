@@ -34,7 +34,7 @@ pub use access::{Access, AccessSettings, Caller, Origin};
 pub use berth_storage::ByteStream;
 pub use blobs::BlobRead;
 pub use error::{Error, Result};
-pub use gc::{GcOptions, GcReport, StopFlag};
+pub use gc::{GC_ACTOR, GcOptions, GcReport, StopFlag};
 pub use listing::{Page, Referrers};
 pub use manifests::{ManifestPushed, ServedManifest};
 pub use reaper::ReapReport;

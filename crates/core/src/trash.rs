@@ -9,6 +9,10 @@
 //! names another manifest is a conflict naming the tag), its child
 //! manifests are present and its blobs still exist (they do: the entry
 //! kept them); it re-links the blobs to the repository if a link went.
+//! What it brings back is checked against the project's quota exactly as
+//! a push of it would be (each re-linked blob, then the manifest: one more
+//! artifact and its body's bytes), in the same transaction, and refused
+//! with the push's `DENIED` message when it does not fit.
 //! Listing and restoring are checked with `decide()`: Harbor's
 //! `artifact:delete` to list (maintainers and up see what was deleted),
 //! and `artifact:create` plus `artifact:delete` to restore.
@@ -17,7 +21,7 @@ use berth_auth::{
     Action, DEFAULT_PROJECT, Decision, Denial, Permission, Project, Resource, Role, Target, decide,
 };
 use berth_meta::{RepoRange, TrashRow};
-use berth_oci::{Digest, RepoName};
+use berth_oci::{Digest, Reference, RepoName};
 
 use crate::access::manage::Actor;
 use crate::access::now_millis;
@@ -137,6 +141,11 @@ impl Registry {
         let digest = Digest::parse(&row.digest)
             .map_err(|e| Error::Meta(berth_meta::Error::Corrupt(format!("trash digest: {e}"))))?;
         let present = tx.manifest_exists(&repo, &digest).await?;
+        // What the restore brings back counts against the project's quota
+        // as a push of it would: each blob it re-links, then the manifest
+        // (an artifact, and its body's bytes). Checked here, in the
+        // restoring transaction, with the push's own checks.
+        let mut warning = None;
         match row.kind.as_str() {
             "manifest" if !present => {
                 for (child, kind) in &entry.refs {
@@ -157,8 +166,30 @@ impl Registry {
                             row.digest
                         )));
                     } else if !tx.is_linked(&repo, &child_digest).await? {
+                        if let Some(w) = self
+                            .check_blob_link(&mut tx, &repo, &child_digest, None)
+                            .await?
+                        {
+                            warning = Some(w);
+                        }
                         tx.link_blob(&repo, &child_digest).await?;
                     }
+                }
+                let size = match (&entry.body, row.size) {
+                    (Some(body), _) => body.len(),
+                    (None, size) => size.unwrap_or(0).max(0) as usize,
+                };
+                if let Some(w) = self
+                    .check_manifest_put(
+                        &mut tx,
+                        &repo,
+                        &Reference::Digest(digest.clone()),
+                        &digest,
+                        size,
+                    )
+                    .await?
+                {
+                    warning = Some(w);
                 }
                 tx.restore_manifest(&entry).await?;
             }
@@ -188,6 +219,7 @@ impl Registry {
             }
         }
         tx.commit().await?;
+        self.quota_warned(warning);
         metrics::counter!("berth_trash_restored_total").increment(1);
         Ok(self.trash_item(entry.row))
     }

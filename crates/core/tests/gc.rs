@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use berth_core::{Error, GcOptions, Options, Registry};
-use berth_meta::MetaStore;
+use berth_core::{Error, GC_ACTOR, GcOptions, Options, Registry};
+use berth_meta::{AuditFilter, MetaStore};
 use berth_oci::{ByteRange, Digest, Hasher, RepoName};
 use berth_storage::{BlobStore, ByteStream, FsStore, ListedBlob};
 use bytes::Bytes;
@@ -128,6 +128,12 @@ fn uuid_like() -> String {
 }
 
 async fn setup(dir: &TempDir, postgres: bool) -> (Registry, Arc<Gated>) {
+    let (reg, store, _) = setup_with_meta(dir, postgres).await;
+    (reg, store)
+}
+
+/// [`setup`], and the registry's metadata store for the test's own rows.
+async fn setup_with_meta(dir: &TempDir, postgres: bool) -> (Registry, Arc<Gated>, MetaStore) {
     let meta = if postgres {
         MetaStore::open(&fresh_postgres().await).await.unwrap()
     } else {
@@ -141,7 +147,11 @@ async fn setup(dir: &TempDir, postgres: bool) -> (Registry, Arc<Gated>) {
         reached: tokio::sync::Notify::new(),
         release: tokio::sync::Notify::new(),
     });
-    (Registry::with_options(meta, store.clone(), eager()), store)
+    (
+        Registry::with_options(meta.clone(), store.clone(), eager()),
+        store,
+        meta,
+    )
 }
 
 async fn read(reg: &Registry, r: &RepoName, d: &Digest) -> Result<Vec<u8>, Error> {
@@ -388,4 +398,235 @@ async fn trash_round_trip_sqlite() {
 #[tokio::test]
 async fn trash_round_trip_postgres() {
     trash_round_trip(true).await;
+}
+
+/// Pushes an image (its config and layer, then the manifest, tagged or by
+/// digest) into `r`; returns the manifest's digest and body.
+async fn push_image(
+    reg: &Registry,
+    r: &RepoName,
+    config: &'static [u8],
+    layer: &'static [u8],
+    tag: Option<&str>,
+) -> (Digest, Bytes) {
+    let (c, l) = (Digest::sha256_of(config), Digest::sha256_of(layer));
+    reg.push_blob(r, &c, stream(config)).await.unwrap();
+    reg.push_blob(r, &l, stream(layer)).await.unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.to_string(), "size": layer.len()}],
+    });
+    let body = Bytes::from(serde_json::to_vec(&manifest).unwrap());
+    let reference = match tag {
+        Some(t) => berth_oci::Reference::parse(t).unwrap(),
+        None => berth_oci::Reference::Digest(Digest::sha256_of(&body)),
+    };
+    let pushed = reg
+        .put_manifest(
+            r,
+            &reference,
+            Some("application/vnd.oci.image.manifest.v1+json"),
+            body.clone(),
+        )
+        .await
+        .unwrap();
+    (pushed.digest, body)
+}
+
+/// A restore brings an artifact back into its project, with its bytes: it
+/// is checked against the project's quota as a push of it would be (each
+/// blob it re-links, then the manifest), refused with the push's message,
+/// and leaves the entry in the trash and nothing re-linked.
+async fn restore_respects_quota(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, _store, meta) = setup_with_meta(&dir, postgres).await;
+    let mut itx = meta.begin_identity().await.unwrap();
+    let project = itx.insert_project("q", false).await.unwrap().unwrap();
+    itx.commit().await.unwrap();
+    let set_quota = |storage: i64, artifacts: i64| {
+        let meta = meta.clone();
+        async move {
+            let mut tx = meta.begin().await.unwrap();
+            tx.set_quota(project, storage, artifacts, 100)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    let r = repo("q/app");
+    const LAYER: &[u8] = &[7u8; 1000];
+    let (a, body_a) = push_image(&reg, &r, b"{\"quota\":\"a\"}", LAYER, Some("a")).await;
+    push_image(&reg, &r, b"{\"quota\":\"b\"}", b"another layer", Some("b")).await;
+    let any = ["application/vnd.oci.image.manifest.v1+json".to_string()];
+    let digest_ref = berth_oci::Reference::Digest(a.clone());
+    reg.delete_manifest_as(&r, &digest_ref, "alice")
+        .await
+        .unwrap();
+    let id = reg.list_trash("q", None, 10).await.unwrap()[0].id;
+    let in_trash =
+        |reg: Registry| async move { reg.list_trash("q", None, 10).await.unwrap().len() };
+
+    // The artifact limit: the project holds 1, the restore would make 2.
+    set_quota(-1, 1).await;
+    match reg.restore_trash("q", id).await {
+        Err(Error::Denied(m)) => assert_eq!(
+            m,
+            "quota of project q exceeded: 1 artifacts used + 1 > 1 artifact limit"
+        ),
+        other => panic!("restored over the artifact limit: {other:?}"),
+    }
+    assert_eq!(in_trash(reg.clone()).await, 1);
+    assert!(
+        reg.get_manifest(&r, &digest_ref, &any, false)
+            .await
+            .is_err()
+    );
+    set_quota(-1, 2).await;
+    reg.restore_trash("q", id).await.unwrap();
+    assert!(reg.get_manifest(&r, &digest_ref, &any, false).await.is_ok());
+    assert_eq!(in_trash(reg.clone()).await, 0);
+
+    // The storage limit: deleted again and its layer unlinked, a restore
+    // re-links the layer (1000 bytes) and brings the manifest body back.
+    set_quota(-1, -1).await;
+    reg.delete_manifest_as(&r, &digest_ref, "alice")
+        .await
+        .unwrap();
+    let layer = Digest::sha256_of(LAYER);
+    reg.delete_blob(&r, &layer).await.unwrap();
+    let id = reg.list_trash("q", None, 10).await.unwrap()[0].id;
+    let used = meta.project_usage("q").await.unwrap().storage_bytes();
+    let (l, m) = (LAYER.len() as i64, body_a.len() as i64);
+    // Not even the layer fits.
+    set_quota(used + l - 1, -1).await;
+    match reg.restore_trash("q", id).await {
+        Err(Error::Denied(msg)) => {
+            assert!(
+                msg.starts_with("quota of project q exceeded: ")
+                    && msg.ends_with(&format!("({used} + {l} > {} bytes)", used + l - 1)),
+                "{msg}"
+            )
+        }
+        other => panic!("restored over the storage limit: {other:?}"),
+    }
+    // The layer fits, the manifest body does not.
+    set_quota(used + l + m - 1, -1).await;
+    match reg.restore_trash("q", id).await {
+        Err(Error::Denied(msg)) => assert!(
+            msg.ends_with(&format!(
+                "({} + {m} > {} bytes)",
+                used + l,
+                used + l + m - 1
+            )),
+            "{msg}"
+        ),
+        other => panic!("restored over the storage limit: {other:?}"),
+    }
+    // Nothing of the refused restores stayed: not the link, not the entry.
+    assert_eq!(in_trash(reg.clone()).await, 1);
+    assert!(matches!(
+        read(&reg, &r, &layer).await,
+        Err(Error::BlobUnknown(_))
+    ));
+    assert_eq!(meta.project_usage("q").await.unwrap().storage_bytes(), used);
+    // Exactly at the limit fits.
+    set_quota(used + l + m, -1).await;
+    reg.restore_trash("q", id).await.unwrap();
+    assert_eq!(read(&reg, &r, &layer).await.unwrap(), LAYER);
+    assert_eq!(
+        meta.project_usage("q").await.unwrap().storage_bytes(),
+        used + l + m
+    );
+    reg.close().await;
+}
+
+#[tokio::test]
+async fn a_restore_is_checked_against_the_quota_sqlite() {
+    restore_respects_quota(false).await;
+}
+
+#[tokio::test]
+async fn a_restore_is_checked_against_the_quota_postgres() {
+    restore_respects_quota(true).await;
+}
+
+/// The untagged manifests GC deletes (for good) are in the audit log: an
+/// `artifact.delete` each, by the actor `gc`, naming the run and its
+/// trigger. Without an auditor (as `berth gc` runs) straight into the
+/// table.
+async fn gc_deletions_are_audited(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, _store, meta) = setup_with_meta(&dir, postgres).await;
+    let r = repo("p/app");
+    push_image(&reg, &r, b"{\"gc\":1}", b"a kept layer", Some("v1")).await;
+    let (gone, _) = push_image(&reg, &r, b"{\"gc\":2}", b"a gone layer", None).await;
+    let other = repo("solo");
+    let (solo, _) = push_image(&reg, &other, b"{\"gc\":3}", b"a solo layer", None).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // A dry run deletes nothing and records nothing.
+    let dry = reg.collect_garbage(true, "test").await.unwrap();
+    assert_eq!(dry.manifests_deleted, 2, "{dry:?}");
+    let gc_events = || async {
+        meta.audit(&AuditFilter {
+            actor: Some(GC_ACTOR),
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(gc_events().await.is_empty());
+    let report = reg.collect_garbage(false, "test").await.unwrap();
+    assert_eq!(report.manifests_deleted, 2, "{report:?}");
+    let mut rows: Vec<_> = gc_events().await.into_iter().map(|r| r.entry).collect();
+    rows.sort_by(|a, b| a.resource.cmp(&b.resource));
+    let expected = |repo: &str, digest: &Digest, project: &str| {
+        (
+            "gc".to_string(),
+            "system".to_string(),
+            "artifact.delete".to_string(),
+            format!("repository/{repo}@{digest}"),
+            Some(project.to_string()),
+            "success".to_string(),
+            Some(format!(
+                "garbage collection run {} (test): untagged, referenced by nothing, older than \
+                 the grace; deleted for good",
+                report.id
+            )),
+        )
+    };
+    let got: Vec<_> = rows
+        .into_iter()
+        .map(|e| {
+            (
+                e.actor,
+                e.actor_kind,
+                e.action,
+                e.resource,
+                e.project,
+                e.result,
+                e.details,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            expected("p/app", &gone, "p"),
+            expected("solo", &solo, "library")
+        ]
+    );
+    reg.close().await;
+}
+
+#[tokio::test]
+async fn gc_deletions_are_audited_sqlite() {
+    gc_deletions_are_audited(false).await;
+}
+
+#[tokio::test]
+async fn gc_deletions_are_audited_postgres() {
+    gc_deletions_are_audited(true).await;
 }

@@ -11,9 +11,11 @@
 //!
 //! The target's writes are `INSERT … ON CONFLICT DO NOTHING`: a row already
 //! there is left as it is and reported as such. The identity tables (users,
-//! projects, members, robots, tokens, signing keys, the audit log) are moved
-//! with their ids by the generic copier in [`identity`], which first makes
-//! sure the target holds no identity rows of its own. `Tx`'s methods would
+//! projects, members, robots, tokens, signing keys, the audit log) and the
+//! projects' lifecycle policies (immutable tag rules, quotas, retention
+//! policies) are moved with their ids by the generic copier in
+//! [`identity`], which first makes sure the target holds no identity rows
+//! of its own. `Tx`'s methods would
 //! stamp every row with the time of the migration; these keep the source's
 //! `created_at`, `linked_at` and `updated_at`, which retention and listings
 //! may depend on. SQL stays portable (`$N`, row values, `VALUES` lists) for
@@ -45,13 +47,26 @@ pub(crate) const MIGRATED_TABLES: [&str; 6] = [
 /// (their clients restart them) and the cluster's job queue and schedules
 /// (nodes on the target recreate them), plus the migrations' own table.
 /// Pull statistics (`artifact_pulls`) are left too: they start afresh on
-/// the target (a gap `berth migrate` should close).
-pub(crate) const NOT_MIGRATED_TABLES: [&str; 5] = [
+/// the target (a gap `berth migrate` should close). So is the retention
+/// run history (`retention_executions` and their items): it is a record of
+/// what runs on the source did, not configuration; the policies themselves
+/// move with the identity tables. GC's run history and state start afresh
+/// too, and so does the trash: its entries' blobs are not referenced by any
+/// live manifest, so they are not copied, and a restore on the target could
+/// not work. `trash` itself is not listed here so that a source with
+/// entries in its restore window is reported (see `berth migrate`).
+pub(crate) const NOT_MIGRATED_TABLES: [&str; 11] = [
     "uploads",
     "jobs",
     "job_schedules",
     "_sqlx_migrations",
     "artifact_pulls",
+    "retention_executions",
+    "retention_execution_items",
+    "trash_refs",
+    "trash_tags",
+    "gc_runs",
+    "gc_state",
 ];
 
 /// Keys per presence query: well under SQLite's and PostgreSQL's limits on
@@ -1139,6 +1154,56 @@ mod tests {
         let library = meta.project_by_name("library").await.unwrap().unwrap();
         tx.set_project_public(library.id, true).await.unwrap();
         tx.commit().await.unwrap();
+        // The team's lifecycle policies: an immutable rule, a quota and a
+        // retention policy (which move), and a retention run with an item
+        // (history, which stays).
+        let mut tx = meta.begin().await.unwrap();
+        tx.insert_immutable_rule(
+            team,
+            crate::ImmutableRuleFields {
+                repo_pattern: "**",
+                repo_excludes: false,
+                tag_pattern: "release-*",
+                tag_excludes: false,
+                disabled: false,
+            },
+            "admin",
+        )
+        .await
+        .unwrap();
+        tx.set_quota(team, 1 << 30, 100, 85).await.unwrap();
+        tx.commit().await.unwrap();
+        let rules = r#"[{"template":"latestPushedK","params":{"latestPushedK":3}}]"#;
+        meta.put_retention_policy(team, rules, Some("0 0 0 * * *"), Some(86_400_000))
+            .await
+            .unwrap();
+        let run = meta
+            .insert_retention_execution(crate::NewRetentionExecution {
+                project_id: team,
+                trigger: "manual",
+                dry_run: true,
+                actor: "admin",
+                rules,
+            })
+            .await
+            .unwrap();
+        meta.add_retention_items(
+            run,
+            &[crate::RetentionItemRow {
+                seq: 0,
+                repo: "team/app".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                tags: "[\"v1\"]".into(),
+                action: "retain".into(),
+                outcome: "retained".into(),
+                rules: "[0]".into(),
+                reason: "retained by rule 0".into(),
+                pushed_at: 1,
+                pulled_at: None,
+            }],
+        )
+        .await
+        .unwrap();
         meta.close().await;
     }
 
@@ -1164,10 +1229,13 @@ mod tests {
         let dst_url = format!("sqlite://{}", dir.path().join("dst.db").display());
 
         let mut source = ExportSource::open(&src_url).await.unwrap();
-        // Not "unknown tables" any more.
+        // Not "unknown tables" any more; the retention history is left
+        // behind on purpose, so it is no unknown table either.
         let others = source.other_tables().await.unwrap();
         assert!(
-            others.iter().all(|(t, _)| t != "users" && t != "audit_log"),
+            others
+                .iter()
+                .all(|(t, _)| t != "users" && t != "audit_log" && !t.starts_with("retention_")),
             "{others:?}"
         );
         // A dry run on no target: only the seeded library is there.
@@ -1179,8 +1247,9 @@ mod tests {
             ("user_groups", 1, 0),
             ("projects", 2, 1),
             ("project_members", 2, 0),
-            ("immutable_rules", 0, 0),
-            ("project_quotas", 0, 0),
+            ("immutable_rules", 1, 0),
+            ("project_quotas", 1, 0),
+            ("retention_policies", 1, 0),
             ("robots", 1, 0),
             ("personal_access_tokens", 1, 0),
             ("signing_keys", 1, 0),
@@ -1212,8 +1281,9 @@ mod tests {
                 (1, 1),
                 (2, 1),
                 (2, 2),
-                (0, 0),
-                (0, 0),
+                (1, 1),
+                (1, 1),
+                (1, 1),
                 (1, 1),
                 (1, 1),
                 (1, 1),
@@ -1264,6 +1334,32 @@ mod tests {
         assert_eq!(
             dst.signing_keys(0).await.unwrap(),
             src.signing_keys(0).await.unwrap()
+        );
+        // The lifecycle policies, exactly; the retention history stayed.
+        assert_eq!(
+            dst.immutable_rules(team.id).await.unwrap(),
+            src.immutable_rules(team.id).await.unwrap()
+        );
+        assert_eq!(dst.immutable_rules(team.id).await.unwrap().len(), 1);
+        assert_eq!(
+            dst.quota(team.id).await.unwrap(),
+            src.quota(team.id).await.unwrap()
+        );
+        let policy = src.retention_policy(team.id).await.unwrap();
+        assert!(policy.is_some());
+        assert_eq!(dst.retention_policy(team.id).await.unwrap(), policy);
+        assert_eq!(
+            src.retention_executions(team.id, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            dst.retention_executions(team.id, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
         );
         let mut tx = dst.begin_identity().await.unwrap();
         let bob = tx

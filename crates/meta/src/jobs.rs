@@ -22,8 +22,9 @@
 //! This module decides nothing about what a job does or when to retry: that
 //! is the `berth-jobs` runner's.
 
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Row};
 
+use crate::store::is_postgres;
 use crate::{Error, MetaStore, Result, now_millis};
 
 /// Where a job stands.
@@ -136,13 +137,6 @@ fn claimable(first: usize, kinds: usize) -> String {
         "kind IN ({list}) AND ((status = 'queued' AND not_before <= $1) \
          OR (status = 'running' AND locked_until < $1 AND attempts < max_attempts))"
     )
-}
-
-fn is_postgres(pool: &AnyPool) -> bool {
-    pool.connect_options()
-        .database_url
-        .scheme()
-        .starts_with("postgres")
 }
 
 impl MetaStore {

@@ -6,9 +6,37 @@ use std::str::FromStr;
 
 use berth_oci::{Digest, RepoName, Tag};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
 use crate::{Error, Result, Tx};
+
+/// Wraps a query of one ordered `name` column so that the page comes back as
+/// one newline-joined row. A page holds up to 10,000 names and sqlx hands
+/// rows over one at a time (a channel message each on SQLite), which cost
+/// more than the query itself; repository names and tags cannot hold a
+/// newline, so the join is lossless.
+fn joined_names(pool: &AnyPool, page: &str) -> String {
+    let agg = if is_postgres(pool) {
+        "string_agg(name, E'\\n' ORDER BY name)"
+    } else {
+        "group_concat(name, char(10) ORDER BY name)"
+    };
+    format!("SELECT COALESCE({agg}, '') FROM ({page}) AS page")
+}
+
+fn split_names(joined: String) -> Result<Vec<String>> {
+    if joined.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(joined.split('\n').map(str::to_owned).collect())
+}
+
+pub(crate) fn is_postgres(pool: &AnyPool) -> bool {
+    pool.connect_options()
+        .database_url
+        .scheme()
+        .starts_with("postgres")
+}
 
 /// A manifest as stored: the exact bytes pushed plus what the API serves in
 /// headers without re-parsing.
@@ -264,29 +292,33 @@ impl MetaStore {
 
     /// Up to `n` tags of `repo` sorted after `last`, in lexical order.
     pub async fn tags(&self, repo: &RepoName, last: Option<&str>, n: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(
+        let sql = joined_names(
+            &self.read,
             "SELECT name FROM tags WHERE repo = $1 AND name > $2 ORDER BY name LIMIT $3",
-        )
-        .bind(repo.as_str())
-        .bind(last.unwrap_or(""))
-        .bind(n)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(repo.as_str())
+            .bind(last.unwrap_or(""))
+            .bind(n)
+            .fetch_one(&self.read)
+            .await?;
+        split_names(row.try_get(0)?)
     }
 
     pub async fn repositories(&self, last: Option<&str>, n: i64) -> Result<Vec<String>> {
         // Repositories appear once they hold a manifest, as in Distribution; an
         // upload session alone does not make a repository worth listing.
-        let rows = sqlx::query(
+        let sql = joined_names(
+            &self.read,
             "SELECT r.name FROM repositories r WHERE r.name > $1 \
              AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) ORDER BY r.name LIMIT $2",
-        )
-        .bind(last.unwrap_or(""))
-        .bind(n)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(last.unwrap_or(""))
+            .bind(n)
+            .fetch_one(&self.read)
+            .await?;
+        split_names(row.try_get(0)?)
     }
 
     pub async fn referrers(

@@ -16,7 +16,8 @@
 //!    nothing for that blob on the target and fails the run, naming it.
 //! 3. **Metadata.** The identity tables first, with their ids and in
 //!    foreign-key order (users, groups, group memberships, projects, project
-//!    members, robots, personal access tokens, signing keys, the audit log;
+//!    members, the projects' immutable tag rules, quotas and retention
+//!    policies, robots, personal access tokens, signing keys, the audit log;
 //!    the `library` project both schemas seed takes the source's settings;
 //!    PostgreSQL id sequences are moved past the copied ids). Then
 //!    repositories, links, manifests (exact bytes, digests re-verified) with
@@ -36,9 +37,11 @@
 //! `--allow-live-source`: the copy is then a consistent snapshot, but
 //! whatever is pushed after it starts is not migrated.
 //!
-//! Not moved: upload sessions in progress (clients restart them) and the
-//! job queue (nodes on the target recreate their schedules). Tables this
-//! build does not know are reported with their row counts.
+//! Not moved: upload sessions in progress (clients restart them), the
+//! job queue (nodes on the target recreate their schedules), pull
+//! statistics, and the retention run history (what runs on the source did;
+//! the policies themselves move). Tables this build does not know are
+//! reported with their row counts.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
@@ -208,9 +211,14 @@ async fn migrate(args: &MigrateArgs, progress: &Arc<Progress>) -> anyhow::Result
     progress.line("surveying the source and the target");
     let mut figures = survey(&mut source, target.as_ref()).await?;
     for (table, rows) in &figures.unmigrated {
-        progress.line(&format!(
-            "warning: table {table} holds rows this berth migrate does not move: {rows}"
-        ));
+        progress.line(&if table == "trash" {
+            format!(
+                "warning: {rows} deleted tag(s)/manifest(s) in the source's trash are not moved \
+                 (their restore window ends with the migration)"
+            )
+        } else {
+            format!("warning: table {table} holds rows this berth migrate does not move: {rows}")
+        });
     }
     if args.dry_run {
         source.close().await;
@@ -1099,9 +1107,17 @@ fn tail(out: &mut String, f: &Figures) {
         f.uploads
     )
     .expect("writing to a String");
-    if !f.unmigrated.is_empty() {
-        let tables: Vec<String> = f
-            .unmigrated
+    let (trash, unknown): (Vec<_>, Vec<_>) = f.unmigrated.iter().partition(|(t, _)| t == "trash");
+    for (_, n) in trash {
+        writeln!(
+            out,
+            "warning: not moved: {n} deleted tag(s)/manifest(s) in the source's trash \
+             (restore window); restore what you need on the source before migrating"
+        )
+        .expect("writing to a String");
+    }
+    if !unknown.is_empty() {
+        let tables: Vec<String> = unknown
             .iter()
             .map(|(t, n)| format!("{t} (rows: {n})"))
             .collect();

@@ -105,8 +105,11 @@ impl Who {
 // and the project's logs from guest; changing the project, its members and
 // its robots for the project admin; users, groups, the catalog, system
 // robots, the whole audit log and the signing keys for the system admin
-// only. Robots hold exactly their grants. `other` and `robot$q+ci` hold
-// nothing in `p`; anonymous nothing in a private project.
+// only. Lifecycle: every member role reads the quota and lists artifacts;
+// tag retention (policy, runs, history) from developer; immutable tag
+// rules from maintainer; setting quotas and garbage collection for the
+// system admin only. Robots hold exactly their grants. `other` and
+// `robot$q+ci` hold nothing in `p`; anonymous nothing in a private project.
 
 const EVERYBODY: &[Who] = &COLUMNS;
 const AUTHENTICATED: &[Who] = &[
@@ -146,8 +149,9 @@ const PULL_P: &[Who] = &[
 const PUSH_P: &[Who] = &[Developer, Maintainer, ProjectAdmin, RobotFull, Admin];
 /// Deleting manifests and blobs in `p` (`artifact:delete`).
 const DELETE_P: &[Who] = &[Maintainer, ProjectAdmin, RobotFull, Admin];
-/// Reading project `p` itself (`self:read`): every member role. Robots hold
-/// repository grants only.
+/// Reading project `p` itself (`self:read`), its quota (`quota:read`) and
+/// its artifacts (`artifact:list`): every member role. Robots hold
+/// repository (and, `robot$p+full`, `artifact:delete`) grants only.
 const READ_P: &[Who] = &[
     LimitedGuest,
     Guest,
@@ -158,6 +162,13 @@ const READ_P: &[Who] = &[
 ];
 /// `member:list`, `robot:list`, `robot:read`, `log:list` in `p`.
 const GUEST_UP_P: &[Who] = &[Guest, Developer, Maintainer, ProjectAdmin, Admin];
+/// `tag-retention:create/read/update/delete/list/operate` in `p`.
+const DEVELOPER_UP_P: &[Who] = &[Developer, Maintainer, ProjectAdmin, Admin];
+/// `immutable-tag:create/update/delete/list` in `p`.
+const MAINTAINER_UP_P: &[Who] = &[Maintainer, ProjectAdmin, Admin];
+/// Restoring from `p`'s trash: `artifact:create` and `artifact:delete`
+/// (`robot$p+full` holds only the second).
+const RESTORE_P: &[Who] = &[Maintainer, ProjectAdmin, Admin];
 /// `self:update`, `member:create/update/delete`, `robot:create/update/delete`.
 const PROJECT_ADMIN_P: &[Who] = &[ProjectAdmin, Admin];
 /// System-level permissions.
@@ -464,6 +475,10 @@ struct World {
     robot_pullonly_id: i64,
     spare_robot_id: i64,
     group_id: i64,
+    /// A disabled immutable tag rule of `p` that selects nothing.
+    immutable_rule_id: i64,
+    /// A dry retention run of `p`.
+    retention_run_id: i64,
 }
 
 impl World {
@@ -810,6 +825,58 @@ fn push_manifest(w: &World, repo: &str, tag: &str, manifest: &[u8]) {
     assert_eq!(r.status, 201, "setup: manifest {repo}:{tag}: {}", r.text());
 }
 
+/// The retention policy of `p`: keep the latest pushed artifact of
+/// `p/scratch`, which holds one, so a real run deletes nothing; no other
+/// repository is in its scope.
+fn retention_policy() -> Value {
+    json!({
+        "rules": [{
+            "template": "latestPushedK",
+            "params": {"latestPushedK": 1},
+            "repositories": {"decoration": "repoMatches", "pattern": "scratch"},
+            "tags": {"decoration": "matches", "pattern": "**", "untagged": false},
+        }],
+    })
+}
+
+/// A disabled immutable tag rule that selects no repository of `p`, so it
+/// guards no row's tag.
+fn immutable_rule(tags: &str) -> Value {
+    json!({
+        "repositories": {"pattern": "matrix-none"},
+        "tags": {"pattern": tags},
+        "disabled": true,
+    })
+}
+
+/// Puts a tag of `p/trash` in the restore window: the admin tags the image
+/// `tag`, then deletes the tag. Returns the trash entry's id.
+fn trash_tag(w: &World, tag: &str) -> i64 {
+    push_manifest(w, "p/trash", tag, &w.manifest.1);
+    let r = w.send(
+        w.basic_of(Admin).as_deref(),
+        "DELETE",
+        &format!("/v2/p/trash/manifests/{tag}"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 202, "setup: deleting p/trash:{tag}: {}", r.text());
+    let list = w.admin_ok("GET", "/projects/p/trash?limit=1000", None);
+    list["items"]
+        .as_array()
+        .and_then(|items| {
+            items.iter().find(|i| {
+                i["repository"] == "p/trash"
+                    && i["kind"] == "tag"
+                    && i["tags"]
+                        .as_array()
+                        .is_some_and(|t| t.iter().any(|x| x == tag))
+            })
+        })
+        .and_then(|i| i["id"].as_i64())
+        .unwrap_or_else(|| panic!("setup: no trash entry for p/trash:{tag}: {list}"))
+}
+
 fn setup(url: &str) -> World {
     let client = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -834,6 +901,8 @@ fn setup(url: &str) -> World {
         robot_pullonly_id: 0,
         spare_robot_id: 0,
         group_id: 0,
+        immutable_rule_id: 0,
+        retention_run_id: 0,
     };
 
     // Users, and the projects with one member per role.
@@ -923,6 +992,31 @@ fn setup(url: &str) -> World {
         &(w.q_layer.clone(), q_layer_bytes),
     );
     push_manifest(&w, "q/app", "v1", &q_manifest);
+
+    // The lifecycle fixture: p/scratch is the only repository the retention
+    // policy applies to; p/trash holds the tags deleted into the restore
+    // window (one now, so the trash lists something; one per cell of the
+    // restore row). A dry retention run for the history rows, and an
+    // immutable tag rule for the rule rows.
+    for repo in ["p/scratch", "p/trash"] {
+        push_blob(&w, repo, &w.config.1.clone());
+        push_blob(&w, repo, &w.layer.1.clone());
+        push_manifest(&w, repo, "base", &w.manifest.1.clone());
+    }
+    trash_tag(&w, "gone");
+    w.admin_ok("PUT", "/projects/p/retention", Some(retention_policy()));
+    let run = w.admin_ok(
+        "POST",
+        "/projects/p/retention/run",
+        Some(json!({"dry_run": true})),
+    );
+    w.retention_run_id = run["execution"]["id"].as_i64().expect("retention run id");
+    let rule = w.admin_ok(
+        "POST",
+        "/projects/p/immutable-rules",
+        Some(immutable_rule("matrix-setup")),
+    );
+    w.immutable_rule_id = rule["id"].as_i64().expect("immutable rule id");
 
     // An upload session in p/app.
     let r = w.send(
@@ -1601,8 +1695,232 @@ fn run_v1(m: &mut Matrix, w: &World) {
     plain(m, "GET", "/audit", None, SYSTEM_ADMIN, &[200]);
     plain(m, "GET", "/audit?project=p", None, GUEST_UP_P, &[200]);
 
-    // Last: deleting a project (q still holds q/app, so an allowed deletion
-    // stops at 409) and rotating the signing key.
+    // Immutable tag rules: maintainer and up. Every rule the rows create is
+    // disabled and selects no repository, so it guards no later row's tag.
+    let rule = w.immutable_rule_id;
+    plain(
+        m,
+        "GET",
+        "/projects/p/immutable-rules",
+        None,
+        MAINTAINER_UP_P,
+        &[200],
+    );
+    m.row(
+        "POST /api/v1/projects/p/immutable-rules {a new rule per cell}",
+        allowed(MAINTAINER_UP_P),
+        |who| {
+            let body = immutable_rule(&format!("created-by-{}", who.label()));
+            let r = w.v1(who, "POST", "/projects/p/immutable-rules", Some(body));
+            by_status(&r, who, &[201], false)
+        },
+    );
+    plain(
+        m,
+        "GET",
+        &format!("/projects/p/immutable-rules/{rule}"),
+        None,
+        MAINTAINER_UP_P,
+        &[200],
+    );
+    plain(
+        m,
+        "PATCH",
+        &format!("/projects/p/immutable-rules/{rule}"),
+        Some(json!({"disabled": true})),
+        MAINTAINER_UP_P,
+        &[200],
+    );
+    // Deleting: each cell gets a rule of its own to delete.
+    m.row(
+        "DELETE /api/v1/projects/p/immutable-rules/{a fresh rule}",
+        allowed(MAINTAINER_UP_P),
+        |who| {
+            let v = w.admin_ok(
+                "POST",
+                "/projects/p/immutable-rules",
+                Some(immutable_rule(&format!("doomed-{}", who.label()))),
+            );
+            let id = v["id"].as_i64().expect("rule id");
+            let r = w.v1(
+                who,
+                "DELETE",
+                &format!("/projects/p/immutable-rules/{id}"),
+                None,
+            );
+            by_status(&r, who, &[204], false)
+        },
+    );
+
+    // Quotas: every member role reads them; only the system admin sets
+    // them (anchors §6.2). Unlimited, as they were.
+    plain(m, "GET", "/projects/p/quota", None, READ_P, &[200]);
+    plain(
+        m,
+        "PUT",
+        "/projects/p/quota",
+        Some(json!({"storage_bytes": -1, "artifacts": -1})),
+        SYSTEM_ADMIN,
+        &[200],
+    );
+
+    // Tag retention: developer and up. The policy exists (setup), so an
+    // allowed PUT replaces it with itself (200).
+    let run = w.retention_run_id;
+    plain(
+        m,
+        "GET",
+        "/projects/p/retention",
+        None,
+        DEVELOPER_UP_P,
+        &[200],
+    );
+    plain(
+        m,
+        "PUT",
+        "/projects/p/retention",
+        Some(retention_policy()),
+        DEVELOPER_UP_P,
+        &[200],
+    );
+    plain(
+        m,
+        "POST",
+        "/projects/p/retention/run",
+        Some(json!({"dry_run": true})),
+        DEVELOPER_UP_P,
+        &[200],
+    );
+    // A real run: it keeps p/scratch's only artifact and looks at nothing
+    // else, so it must delete nothing.
+    m.row(
+        format!(
+            "POST /api/v1/projects/p/retention/run {}",
+            json!({"dry_run": false})
+        ),
+        allowed(DEVELOPER_UP_P),
+        |who| {
+            let r = w.v1(
+                who,
+                "POST",
+                "/projects/p/retention/run",
+                Some(json!({"dry_run": false})),
+            );
+            let mut seen = by_status(&r, who, &[200], false);
+            let e = &r.json()["execution"];
+            if r.status == 200
+                && (e["dry_run"] != false || e["status"] != "succeeded" || e["deleted"] != 0)
+            {
+                seen.bad = Some(format!("not a real run that deleted nothing: {}", r.text()));
+            }
+            seen
+        },
+    );
+    plain(
+        m,
+        "GET",
+        "/projects/p/retention/executions",
+        None,
+        DEVELOPER_UP_P,
+        &[200],
+    );
+    plain(
+        m,
+        "GET",
+        &format!("/projects/p/retention/executions/{run}"),
+        None,
+        DEVELOPER_UP_P,
+        &[200],
+    );
+    plain(
+        m,
+        "GET",
+        &format!("/projects/p/retention/executions/{run}/items"),
+        None,
+        DEVELOPER_UP_P,
+        &[200],
+    );
+    // Deleting: the admin sets the policy again before each cell, and after
+    // the row.
+    m.row(
+        "DELETE /api/v1/projects/p/retention",
+        allowed(DEVELOPER_UP_P),
+        |who| {
+            w.admin_ok("PUT", "/projects/p/retention", Some(retention_policy()));
+            let r = w.v1(who, "DELETE", "/projects/p/retention", None);
+            by_status(&r, who, &[204], false)
+        },
+    );
+    w.admin_ok("PUT", "/projects/p/retention", Some(retention_policy()));
+
+    // Artifacts: every member role (artifact:list).
+    plain(
+        m,
+        "GET",
+        "/projects/p/artifacts?repository=p/app",
+        None,
+        READ_P,
+        &[200],
+    );
+
+    // The restore window: listing needs artifact:delete, restoring also
+    // artifact:create. Each cell restores a tag of p/trash deleted for it.
+    plain(m, "GET", "/projects/p/trash", None, DELETE_P, &[200]);
+    m.row(
+        "POST /api/v1/projects/p/trash/{a tag deleted for the cell}/restore",
+        allowed(RESTORE_P),
+        |who| {
+            let id = trash_tag(w, &format!("r-{}", who.label()));
+            let r = w.v1(
+                who,
+                "POST",
+                &format!("/projects/p/trash/{id}/restore"),
+                None,
+            );
+            by_status(&r, who, &[200], false)
+        },
+    );
+
+    // Garbage collection: system level (garbage-collection:create, :list).
+    plain(
+        m,
+        "POST",
+        "/system/gc",
+        Some(json!({"dry_run": true})),
+        SYSTEM_ADMIN,
+        &[200],
+    );
+    plain(m, "GET", "/system/gc/runs", None, SYSTEM_ADMIN, &[200]);
+
+    // Last: a real garbage collection (nothing is collectable: every link
+    // and object is younger than the grace, untagged manifests are kept,
+    // the trash is within its window), deleting a project (q still holds
+    // q/app, so an allowed deletion stops at 409) and rotating the signing
+    // key.
+    m.row(
+        format!("POST /api/v1/system/gc {}", json!({"dry_run": false})),
+        allowed(SYSTEM_ADMIN),
+        |who| {
+            let r = w.v1(who, "POST", "/system/gc", Some(json!({"dry_run": false})));
+            let mut seen = by_status(&r, who, &[200], false);
+            let g = r.json();
+            if r.status == 200
+                && (g["dry_run"] != false
+                    || [
+                        "blobs_deleted",
+                        "manifests_deleted",
+                        "links_removed",
+                        "trash_purged",
+                        "orphans_deleted",
+                    ]
+                    .iter()
+                    .any(|k| g[*k] != 0))
+            {
+                seen.bad = Some(format!("GC collected something: {}", r.text()));
+            }
+            seen
+        },
+    );
     plain(m, "DELETE", "/projects/q", None, SYSTEM_ADMIN, &[409]);
     plain(m, "POST", "/system/keys/rotate", None, SYSTEM_ADMIN, &[200]);
 }
@@ -1617,6 +1935,9 @@ fn every_endpoint_answers_every_caller_as_harbor_s_roles_say() {
         &[
             ("BERTH_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
             ("BERTH_AUTH_AUTO_CREATE_PROJECTS".into(), "false".into()),
+            // Nothing becomes collectable during the run (the real GC row).
+            ("BERTH_GC_GRACE_SECS".into(), "3600".into()),
+            ("BERTH_GC_DELETE_UNTAGGED".into(), "false".into()),
         ],
     );
     let world = setup(&berth.url);

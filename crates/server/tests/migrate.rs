@@ -4,8 +4,9 @@
 //! byte-identical through a server on the target; a migration killed with
 //! SIGKILL finishes when run again; a corrupted source blob fails the run,
 //! naming its digest, and leaves nothing of that blob on the target. Users,
-//! projects, members, robots, tokens, signing keys and the audit log move
-//! with their ids (every credential of the source works on the target); a
+//! projects, members, the projects' immutable rules, quotas and retention
+//! policies, robots, tokens, signing keys and the audit log move with their
+//! ids (every credential of the source works on the target); a
 //! target where a node already made its own admin is refused untouched.
 
 mod common;
@@ -203,13 +204,17 @@ fn figures(stdout: &str) -> BTreeMap<String, (u64, u64, u64)> {
     rows
 }
 
-/// The identity tables `berth migrate` moves, in its order.
-const IDENTITY_TABLES: [&str; 9] = [
+/// The identity tables `berth migrate` moves, with the projects' lifecycle
+/// policies, in its order.
+const IDENTITY_TABLES: [&str; 12] = [
     "users",
     "groups",
     "user_groups",
     "projects",
     "project_members",
+    "immutable_rules",
+    "project_quotas",
+    "retention_policies",
     "robots",
     "personal_access_tokens",
     "signing_keys",
@@ -436,6 +441,47 @@ async fn seed_identity(reg: &Registry, pushed: &mut Pushed) -> Identity {
     .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let token: Value = serde_json::from_slice(&body).unwrap();
+    // The team's lifecycle policies, none of which gets in the test's way:
+    // an immutable rule, a generous quota, and a retention policy that
+    // keeps everything, with a daily schedule. Its dry run is history,
+    // which stays behind.
+    api_ok(
+        url,
+        &admin(),
+        "POST",
+        "/projects/team/immutable-rules",
+        Some(json!({"repositories": {"pattern": "**"}, "tags": {"pattern": "release-*"}})),
+    )
+    .await;
+    api_ok(
+        url,
+        &admin(),
+        "PUT",
+        "/projects/team/quota",
+        Some(json!({"storage_bytes": 1i64 << 30, "artifacts": 1000})),
+    )
+    .await;
+    api_ok(
+        url,
+        &admin(),
+        "PUT",
+        "/projects/team/retention",
+        Some(
+            json!({"rules": [{"template": "latestPushedK", "params": {"latestPushedK": 100},
+            "repositories": {"decoration": "repoMatches", "pattern": "**"},
+            "tags": {"decoration": "matches", "pattern": "**"}}],
+            "schedule": "0 0 0 * * *"}),
+        ),
+    )
+    .await;
+    api_ok(
+        url,
+        &admin(),
+        "POST",
+        "/projects/team/retention/run",
+        Some(json!({"dry_run": true})),
+    )
+    .await;
     Identity {
         robot: robot["name"].as_str().unwrap().to_string(),
         robot_secret: robot["secret"].as_str().unwrap().to_string(),
@@ -823,6 +869,23 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
     // The source's users and audit log (its events are written behind the
     // requests: those still queued are written when it stops, and move too).
     let source_users = api_ok(&source.url, &admin(), "GET", "/users", None).await;
+    let policies = |url: String| async move {
+        let mut out = Vec::new();
+        for path in [
+            "/projects/team/immutable-rules",
+            "/projects/team/quota",
+            "/projects/team/retention",
+        ] {
+            let mut got = api_ok(&url, &admin(), "GET", path, None).await;
+            if path.ends_with("/quota") {
+                // The limits; usage depends on what is pushed meanwhile.
+                got = json!([got["limits"], got["warn_percent"]]);
+            }
+            out.push(got);
+        }
+        out
+    };
+    let source_policies = policies(source.url.clone()).await;
     let source_events = audit_events(&source.url).await;
     assert!(source_events.len() >= 5, "{source_events:?}");
     source.stop();
@@ -864,6 +927,10 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
     assert_eq!(dry["robots"], (1, 0, 1), "{out}");
     assert_eq!(dry["personal_access_tokens"], (1, 0, 1), "{out}");
     assert_eq!(dry["signing_keys"], (1, 0, 1), "{out}");
+    // The team's rule, quota and retention policy; not its run history.
+    assert_eq!(dry["immutable_rules"], (1, 0, 1), "{out}");
+    assert_eq!(dry["project_quotas"], (1, 0, 1), "{out}");
+    assert_eq!(dry["retention_policies"], (1, 0, 1), "{out}");
     // dev, builders, and the admin wherever it created a project.
     let members = dry["project_members"].0;
     assert!(members >= 2, "{out}");
@@ -942,6 +1009,17 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
         users["items"], source_users["items"],
         "same users, same ids"
     );
+    // So did the team's lifecycle policies; the retention history did not.
+    assert_eq!(policies(node.url.clone()).await, source_policies);
+    let history = api_ok(
+        &node.url,
+        &admin(),
+        "GET",
+        "/projects/team/retention/executions",
+        None,
+    )
+    .await;
+    assert_eq!(history["items"], json!([]), "{history}");
     // The audit log came along, ids and all.
     let target_events: std::collections::BTreeSet<String> = audit_events(&node.url)
         .await
@@ -1059,8 +1137,8 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
         "migrate round trip: {} repositories, {manifests} artifacts (manifests) and {tags} tags \
          moved, {blobs} blobs ({bytes} bytes) copied and verified on arrival in {:.2}s; identity \
          moved with ids kept: {} users, {} groups with {} members, {} projects besides library, \
-         {} project members, {} robots, {} personal access tokens, {} signing keys, {} audit \
-         events; pulled back \
+         {} project members, {} immutable rules, {} quotas, {} retention policies, {} robots, \
+         {} personal access tokens, {} signing keys, {} audit events; pulled back \
          through PostgreSQL + S3: {} manifests by tag and digest byte-identical, {} blob \
          digests verified, referrers and catalog identical; on the target the admin's and the \
          users' passwords, the developer's push, the group member's pull, the robot secret, the \
@@ -1074,6 +1152,9 @@ async fn round_trip_to_postgres_and_s3_pulls_back_identical() {
         count("user_groups"),
         count("projects"),
         count("project_members"),
+        count("immutable_rules"),
+        count("project_quotas"),
+        count("retention_policies"),
         count("robots"),
         count("personal_access_tokens"),
         count("signing_keys"),

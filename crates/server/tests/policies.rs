@@ -717,6 +717,139 @@ fn mounts_into_a_project_count_against_its_quota() {
     assert_eq!(q["explain"]["linked_only_blobs"], 1, "{q}");
 }
 
+/// A restore from the trash brings an artifact and its bytes back into the
+/// project: over the quota it is refused like a push (403 `DENIED`, the
+/// same message), through the API and `berth admin trash restore`, and the
+/// entry stays restorable once the quota allows it.
+#[test]
+fn restores_from_the_trash_are_checked_against_the_quota() {
+    let server = Berth::start();
+    api_ok(&server, "POST", "/projects", Some(json!({"name": "rq"})));
+    let push_blob = |data: &[u8]| {
+        let d = common::digest_of(data);
+        let r = http(
+            "POST",
+            &format!("{}/v2/rq/app/blobs/uploads/?digest={d}", server.url),
+            &[],
+            Some(data.to_vec()),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        d
+    };
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}"#;
+    let layer: Vec<u8> = (0..32 * 1024).map(|_| rand::random::<u8>()).collect();
+    let (c, l) = (push_blob(config), push_blob(&layer));
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": c, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": l, "size": layer.len()}],
+    }))
+    .unwrap();
+    let r = http(
+        "PUT",
+        &format!("{}/v2/rq/app/manifests/v1", server.url),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        Some(manifest.clone()),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let digest = common::digest_of(&manifest);
+    let r = v2(&server, "DELETE", &format!("rq/app/manifests/{digest}"));
+    assert_eq!(r.status, 202, "{r:?}");
+    let trash = api_ok(&server, "GET", "/projects/rq/trash", None);
+    let id = trash["items"][0]["id"].as_i64().unwrap();
+    let restore = || {
+        api(
+            &server,
+            "POST",
+            &format!("/projects/rq/trash/{id}/restore"),
+            None,
+            None,
+        )
+    };
+    let still_in_trash = || {
+        api_ok(&server, "GET", "/projects/rq/trash", None)["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    };
+
+    // The artifact count: none held, none allowed.
+    api_ok(
+        &server,
+        "PUT",
+        "/projects/rq/quota",
+        Some(json!({"artifacts": 0})),
+    );
+    let r = restore();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(code(&r), "DENIED");
+    assert_eq!(
+        message(&r),
+        "quota of project rq exceeded: 0 artifacts used + 1 > 0 artifact limit"
+    );
+    assert!(still_in_trash());
+    assert_eq!(v2(&server, "GET", "rq/app/manifests/v1").status, 404);
+
+    // Storage: with its layer unlinked meanwhile, the restore re-links the
+    // 32 KiB layer and brings the manifest body back; 1 KiB more does not
+    // hold that.
+    let r = v2(&server, "DELETE", &format!("rq/app/blobs/{l}"));
+    assert_eq!(r.status, 202, "{r:?}");
+    let used = quota(&server, "rq")["usage"]["storage_bytes"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(used, config.len() as i64);
+    api_ok(
+        &server,
+        "PUT",
+        "/projects/rq/quota",
+        Some(json!({"artifacts": -1, "storage_bytes": used + 1024})),
+    );
+    let r = restore();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(code(&r), "DENIED");
+    assert!(
+        message(&r).starts_with(&format!(
+            "quota of project rq exceeded: {} B used + 32.0 KiB > ",
+            used
+        )),
+        "{}",
+        message(&r)
+    );
+    assert!(still_in_trash());
+    assert_eq!(quota(&server, "rq")["usage"]["storage_bytes"], used);
+    // The admin CLI shows the same refusal.
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["admin", "--url", &server.url, "--user", ADMIN_USER])
+        .args(["trash", "restore", "rq", &id.to_string()])
+        .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("quota of project rq exceeded"), "{stderr}");
+
+    // Room for it: restored, tag and all.
+    let total = used + layer.len() as i64 + manifest.len() as i64;
+    api_ok(
+        &server,
+        "PUT",
+        "/projects/rq/quota",
+        Some(json!({"storage_bytes": total})),
+    );
+    let r = restore();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(v2(&server, "GET", "rq/app/manifests/v1").status, 200);
+    assert_eq!(v2(&server, "GET", &format!("rq/app/blobs/{l}")).status, 200);
+    let q = quota(&server, "rq");
+    assert_eq!(q["usage"]["storage_bytes"], total, "{q}");
+    assert_eq!(q["usage"]["artifacts"], 1, "{q}");
+}
+
 /// `berth admin immutable-rules …` and `berth admin quota …`.
 #[test]
 fn admin_cli_manages_rules_and_quotas() {

@@ -107,6 +107,17 @@ fn get_manifest(url: &str, repo: &str, reference: &str) -> HttpResponse {
     )
 }
 
+/// A manifest `HEAD`: not a pull, so it leaves the pull statistics (and
+/// what the `…Pulled…` rules decide) as they are.
+fn head_manifest(url: &str, repo: &str, reference: &str) -> HttpResponse {
+    http(
+        "HEAD",
+        &format!("{url}/v2/{repo}/manifests/{reference}"),
+        &[("Accept", ACCEPT_ALL_MANIFESTS)],
+        None,
+    )
+}
+
 fn text(r: &HttpResponse) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
 }
@@ -471,24 +482,35 @@ fn run(url: &str, dry_run: bool) -> Value {
 
 /// Every tag and manifest of the model, checked against `/v2`: what the
 /// run deleted answers 404, the rest pulls back byte-identical.
-fn check_registry(url: &str, m: &Model, deleted: &BTreeSet<(String, String)>) {
+/// Every artifact of the model is there (its tags naming it) unless
+/// `deleted`. With `bytes`, by `GET`, comparing the bytes; otherwise by
+/// `HEAD`, comparing the digest: `GET`s are pulls, which would change what
+/// the `latestPulledN` rule retains in the runs that follow.
+fn check_registry(url: &str, m: &Model, deleted: &BTreeSet<(String, String)>, bytes: bool) {
+    let fetch = if bytes { get_manifest } else { head_manifest };
+    let same = |r: &HttpResponse, digest: &str, body: &[u8], what: &str| {
+        assert_eq!(r.status, 200, "{what} should stay: {}", text(r));
+        if bytes {
+            assert_eq!(r.body, body, "{what} bytes");
+        } else {
+            assert_eq!(r.header("Docker-Content-Digest"), digest, "{what} digest");
+        }
+    };
     for (repo, arts) in &m.arts {
         for (digest, art) in arts {
             let gone = deleted.contains(&(repo.clone(), digest.clone()));
-            let r = get_manifest(url, repo, digest);
+            let r = fetch(url, repo, digest);
             if gone {
                 assert_eq!(r.status, 404, "{repo}@{digest} should be gone");
             } else {
-                assert_eq!(r.status, 200, "{repo}@{digest} should stay: {}", text(&r));
-                assert_eq!(r.body, art.body, "{repo}@{digest} bytes");
+                same(&r, digest, &art.body, &format!("{repo}@{digest}"));
             }
             for tag in m.tags_of(repo, digest) {
-                let r = get_manifest(url, repo, &tag);
+                let r = fetch(url, repo, &tag);
                 if gone {
                     assert_eq!(r.status, 404, "{repo}:{tag} should be gone");
                 } else {
-                    assert_eq!(r.status, 200, "{repo}:{tag} should stay: {}", text(&r));
-                    assert_eq!(r.body, art.body, "{repo}:{tag} bytes");
+                    same(&r, digest, &art.body, &format!("{repo}:{tag}"));
                 }
             }
         }
@@ -601,6 +623,11 @@ fn retention_scenario(url: &str) {
     wait_for_pulls(url, "ret/app", &v5, 1);
     let v9 = m.tags["ret/app"]["v9"].0.clone();
     assert_eq!(wait_for_pulls(url, "ret/app", &v9, 1)["pull_count"], 1);
+    // The pulls in tools/cli may come in a later write than app's.
+    for tag in ["v0", "v1"] {
+        let d = m.tags["ret/tools/cli"][tag].0.clone();
+        wait_for_pulls(url, "ret/tools/cli", &d, 1);
+    }
 
     // The listing agrees with the model: tags, push order, pulls, sizes.
     for repo in ["ret/app", "ret/web", "ret/tools/cli", "ret/archive"] {
@@ -730,7 +757,7 @@ fn retention_scenario(url: &str) {
             );
         }
     }
-    check_registry(url, &m, &BTreeSet::new());
+    check_registry(url, &m, &BTreeSet::new(), false);
 
     // The run deletes exactly that.
     let done = run(url, false);
@@ -740,7 +767,7 @@ fn retention_scenario(url: &str) {
         done["execution"]["deleted"].as_u64().unwrap() as usize,
         would.len()
     );
-    check_registry(url, &m, &would);
+    check_registry(url, &m, &would, false);
     let tags: usize = m.tags.values().map(BTreeMap::len).sum();
     let manifests: usize = m.arts.values().map(BTreeMap::len).sum();
     eprintln!(
@@ -757,10 +784,10 @@ fn retention_scenario(url: &str) {
     );
     // The retained artifact with several tags kept all of them.
     for tag in ["v12", "rc-12", "12.0"] {
-        assert_eq!(get_manifest(url, "ret/app", tag).status, 404, "{tag}");
+        assert_eq!(head_manifest(url, "ret/app", tag).status, 404, "{tag}");
     }
     for tag in ["v7", "7.0", "stable"] {
-        assert_eq!(get_manifest(url, "ret/app", tag).status, 200, "{tag}");
+        assert_eq!(head_manifest(url, "ret/app", tag).status, 200, "{tag}");
     }
 
     // Nothing more to delete: a second dry run keeps everything.
@@ -851,6 +878,70 @@ fn retention_scenario(url: &str) {
         assert!(Instant::now() < deadline, "audit log counts: {counts:?}");
         sleep(Duration::from_millis(200));
     }
+    // Each deletion names the run as its actor: `retention`, with the
+    // project, the execution and who started it in the details; exactly
+    // the artifacts the run deleted, and the run's own event is the
+    // admin's.
+    let by_retention = api_ok(
+        url,
+        "GET",
+        "/audit?project=ret&actor=retention&limit=1000",
+        None,
+    )["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let done_id = done["execution"]["id"].as_i64().unwrap();
+    let mut deleted = BTreeSet::new();
+    for e in &by_retention {
+        assert_eq!(e["action"], "artifact.delete", "{e}");
+        assert_eq!(e["actor"], "retention", "{e}");
+        assert_eq!(e["actor_kind"], "system", "{e}");
+        assert_eq!(e["project"], "ret", "{e}");
+        assert_eq!(e["result"], "success", "{e}");
+        let details = e["details"].as_str().unwrap();
+        assert!(
+            details.starts_with(&format!(
+                "retention execution {done_id} of project ret (manual run by admin); "
+            )),
+            "{e}"
+        );
+        let resource = e["resource"].as_str().unwrap();
+        let (repo, digest) = resource
+            .strip_prefix("repository/")
+            .and_then(|r| r.split_once('@'))
+            .unwrap_or_else(|| panic!("{e}"));
+        deleted.insert((repo.to_string(), digest.to_string()));
+    }
+    assert_eq!(by_retention.len(), would.len());
+    assert_eq!(deleted, would);
+    assert!(
+        events("artifact.delete")
+            .iter()
+            .all(|e| e["actor"] == "retention"),
+        "retention's deletions are by the run, not by the one who started it"
+    );
+    let runs = events("retention.run");
+    assert_eq!(runs[0]["actor"], "admin", "{}", runs[0]);
+    assert!(
+        runs[0]["details"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("execution {done_id}: ")),
+        "{}",
+        runs[0]
+    );
+    // The trash says the same.
+    let trash = api_ok(url, "GET", "/projects/ret/trash?limit=1000", None);
+    let trashed = trash["items"].as_array().unwrap();
+    assert_eq!(trashed.len(), would.len(), "{trash}");
+    for t in trashed {
+        assert_eq!(
+            t["deleted_by"],
+            format!("retention (execution {done_id}, manual run by admin)"),
+            "{t}"
+        );
+    }
 
     // Deleting the policy keeps the history.
     let (status, _) = api(url, "DELETE", "/projects/ret/retention", None);
@@ -859,6 +950,9 @@ fn retention_scenario(url: &str) {
     assert_eq!(api(url, "DELETE", "/projects/ret/retention", None).0, 404);
     let history = api_ok(url, "GET", "/projects/ret/retention/executions", None);
     assert_eq!(history["items"].as_array().unwrap().len(), 3);
+
+    // What stayed is byte for byte what was pushed.
+    check_registry(url, &m, &would, true);
 }
 
 /// The digest a tag points at in the model.
@@ -1140,4 +1234,25 @@ fn a_scheduled_policy_runs_by_itself() {
         assert!(Instant::now() < deadline, "{log}");
         sleep(Duration::from_millis(200));
     }
+    // The deletion is the run's, named by its execution id.
+    let log = api_ok(
+        url,
+        "GET",
+        "/audit?project=ret&action=artifact.delete",
+        None,
+    );
+    let deletions = log["items"].as_array().unwrap();
+    assert_eq!(deletions.len(), 1, "{log}");
+    let e = &deletions[0];
+    assert_eq!(e["actor"], "retention", "{e}");
+    assert_eq!(e["actor_kind"], "system", "{e}");
+    assert_eq!(e["resource"], format!("repository/ret/app@{old}"), "{e}");
+    assert_eq!(
+        e["details"],
+        format!(
+            "retention execution {} of project ret (scheduled run); tags: old",
+            run["id"]
+        ),
+        "{e}"
+    );
 }

@@ -20,6 +20,12 @@ const MAX_AGE: Duration = Duration::from_secs(60);
 pub(super) struct Keys {
     set: RwLock<KeySet>,
     loaded_at: RwLock<Instant>,
+    /// When an unknown `kid` last made this node reload. Kept apart from
+    /// `loaded_at`: nodes that start together against an empty database can
+    /// each create a key and load before the other's insert is visible, so
+    /// the first unknown `kid` right after start must be looked up, not
+    /// refused for a reload interval.
+    unknown_kid_reload: RwLock<Option<Instant>>,
 }
 
 impl Keys {
@@ -42,6 +48,7 @@ impl Keys {
         Ok(Keys {
             set: RwLock::new(set),
             loaded_at: RwLock::new(Instant::now()),
+            unknown_kid_reload: RwLock::new(None),
         })
     }
 
@@ -78,8 +85,12 @@ impl Keys {
         if self.set.read().expect("key set lock").get(kid).is_some() {
             return Ok(true);
         }
-        if self.loaded_at.read().expect("lock").elapsed() < RELOAD_INTERVAL {
-            return Ok(false);
+        {
+            let mut last = self.unknown_kid_reload.write().expect("lock");
+            if last.is_some_and(|at| at.elapsed() < RELOAD_INTERVAL) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
         }
         *self.loaded_at.write().expect("lock") = Instant::now();
         if let Some(set) = load(meta).await? {
@@ -108,4 +119,32 @@ async fn load(meta: &MetaStore) -> Result<Option<KeySet>> {
 
 fn key_error(e: berth_auth::KeyError) -> Error {
     Error::Invalid(format!("token signing key: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two nodes starting together each create a key; the one that loaded
+    /// before the other's insert was visible must still accept the other's
+    /// tokens at once, not after a reload interval.
+    #[tokio::test]
+    async fn a_key_another_node_created_at_start_is_found_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open_sqlite(&dir.path().join("meta.db"))
+            .await
+            .unwrap();
+        let keys = Keys::load_or_create(&meta).await.unwrap();
+        let other = SigningKey::generate().unwrap();
+        let mut tx = meta.begin_identity().await.unwrap();
+        tx.insert_signing_key(other.kid(), "ES256", other.to_pem(), now_millis())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        assert!(keys.knows_after_reload(&meta, other.kid()).await.unwrap());
+        // A forged kid right after is refused without another reload.
+        assert!(!keys.knows_after_reload(&meta, "forged").await.unwrap());
+        meta.close().await;
+    }
 }

@@ -44,6 +44,12 @@ impl Registry {
         let _ = self.inner.policies.auditor.set(auditor);
     }
 
+    /// The audit log the registry's own work (quota warnings, GC's
+    /// deletions) goes to, when [`Registry::set_auditor`] gave it one.
+    pub(crate) fn auditor(&self) -> Option<&Auditor> {
+        self.inner.policies.auditor.get()
+    }
+
     /// Inside a manifest push's transaction, before it stores anything:
     /// refuses moving an immutable tag and exceeding the project's quota.
     pub(crate) async fn check_manifest_put(
@@ -119,7 +125,7 @@ impl Registry {
     pub(crate) fn quota_warned(&self, warning: Option<QuotaWarning>) {
         let Some(w) = warning else { return };
         tracing::warn!(project = %w.project, "{}", w.details());
-        if let Some(auditor) = self.inner.policies.auditor.get() {
+        if let Some(auditor) = self.auditor() {
             auditor.record(AuditEvent::system(
                 "quota.warning",
                 format!("project/{}", w.project),

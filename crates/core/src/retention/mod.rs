@@ -16,10 +16,14 @@
 //! says so; so does one that got a new tag between evaluation and
 //! deletion.
 //!
-//! Policy changes and runs are recorded in the audit log (`retention.*`),
-//! each deleted artifact as an `artifact.delete` by whoever started the run
-//! (`system` for the schedule). Permissions are Harbor's `tag-retention:*`
-//! (developer and up).
+//! Policy changes and runs are recorded in the audit log (`retention.*`,
+//! by whoever changed or started it; `system` for the schedule). Each
+//! artifact a run deletes is an `artifact.delete` by the actor
+//! [`RETENTION_ACTOR`] (kind `system`) whose details name the project, the
+//! execution and how it was started, so `?actor=retention` lists every
+//! deletion retention made and the execution id leads to its items; the
+//! trash entry says the same in `deleted_by`. Permissions are Harbor's
+//! `tag-retention:*` (developer and up).
 
 pub mod rules;
 
@@ -59,6 +63,8 @@ const PAGE: i64 = 1000;
 const ITEM_BATCH: usize = 500;
 /// A run whose node has not written for this long is marked failed.
 pub const STALE_RUN: Duration = Duration::from_secs(15 * 60);
+/// The audit log's actor for the artifacts a retention run deletes.
+pub const RETENTION_ACTOR: &str = "retention";
 
 /// A project and the caller's roles in it, for `decide()`.
 pub(crate) struct ProjectScope {
@@ -324,6 +330,15 @@ impl Starter<'_> {
         match self {
             Starter::Actor(_) => "manual",
             Starter::Schedule => "schedule",
+        }
+    }
+
+    /// How the run started, for people: `manual run by alice`,
+    /// `scheduled run`.
+    fn describe(&self) -> String {
+        match self {
+            Starter::Actor(a) => format!("manual run by {}", a.principal.subject()),
+            Starter::Schedule => "scheduled run".into(),
         }
     }
 
@@ -972,24 +987,35 @@ impl Registry {
             ));
         }
         // Through the normal delete: immutable tags refuse it, the trash
-        // keeps it for the restore window.
-        let who = format!("{} (retention execution {execution})", starter.name());
+        // keeps it for the restore window. The deleter is the run.
+        let project = crate::access::project_of(repo);
+        let who = format!(
+            "{RETENTION_ACTOR} (execution {execution}, {})",
+            starter.describe()
+        );
         match self
             .delete_manifest_as(repo, &Reference::Digest(digest.clone()), &who)
             .await
         {
             Ok(()) => {
-                let details = if tags.is_empty() {
-                    format!("retention execution {execution}; untagged")
+                let tags = if tags.is_empty() {
+                    "untagged".to_string()
                 } else {
-                    format!("retention execution {execution}; tags: {}", tags.join(", "))
+                    format!("tags: {}", tags.join(", "))
                 };
-                access.auditor().record(starter.event(
-                    "artifact.delete",
-                    format!("repository/{repo}@{digest}"),
-                    crate::access::project_of(repo),
-                    details,
-                ));
+                access.auditor().record(AuditEvent {
+                    actor: RETENTION_ACTOR.into(),
+                    actor_kind: "system",
+                    action: "artifact.delete".into(),
+                    resource: format!("repository/{repo}@{digest}"),
+                    project: Some(project.to_string()),
+                    result: "success",
+                    source_addr: None,
+                    details: Some(format!(
+                        "retention execution {execution} of project {project} ({}); {tags}",
+                        starter.describe()
+                    )),
+                });
                 Ok((Outcome::Deleted, none_retained))
             }
             Err(Error::ManifestUnknown(_)) => {

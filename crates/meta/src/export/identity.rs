@@ -1,5 +1,7 @@
 //! Moving the identity tables of migration 0003 (users, groups, projects,
-//! members, robots, personal access tokens, signing keys, the audit log).
+//! members, robots, personal access tokens, signing keys, the audit log),
+//! and the projects' lifecycle policies that hang off them (immutable tag
+//! rules and quotas of migration 0005, retention policies of 0006).
 //!
 //! Rows keep their ids, so the foreign keys between them hold on the target,
 //! and tables are copied in foreign-key order. Every table is described once
@@ -61,7 +63,7 @@ use Kind::{Int, Text};
 
 /// The identity tables, in the order they are copied: every table after
 /// those its foreign keys point to.
-const TABLES: [Table; 11] = [
+const TABLES: [Table; 12] = [
     Table {
         name: "users",
         columns: &[
@@ -181,6 +183,28 @@ const TABLES: [Table; 11] = [
         ],
         key: &["project_id"],
         same: &["project_id"],
+        label: &["project_id"],
+        serial: false,
+    },
+    // Retention policies (migration 0006): configuration, so they move;
+    // the run history (`retention_executions`, `retention_execution_items`)
+    // stays behind (`NOT_MIGRATED_TABLES`). One policy per project, keyed
+    // by it; `next_run_at` comes along, so the schedule goes on where it
+    // was (a time already past runs once, soon after the target starts).
+    Table {
+        name: "retention_policies",
+        columns: &[
+            ("project_id", Int),
+            ("rules", Text),
+            ("schedule", Text),
+            ("next_run_at", Int),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
+        key: &["project_id"],
+        // Replacing a policy keeps its creation time: a policy a node made
+        // on the target has another one.
+        same: &["project_id", "created_at"],
         label: &["project_id"],
         serial: false,
     },
