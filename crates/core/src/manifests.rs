@@ -191,7 +191,9 @@ impl Registry {
         }
         tx.commit().await?;
         self.quota_warned(warning);
-        self.inner.manifests.put(&digest, body);
+        // Not cached here: the first read fills the cache. Most pushed
+        // manifests (CI builds) are never read from this node, and caching
+        // them only grew the server's memory under push load.
         Ok(ManifestPushed { digest, subject })
     }
 
