@@ -748,6 +748,40 @@ async fn audit_log_filters_and_pages(s: &MetaStore) {
     assert_eq!(s.audit(&mine).await.unwrap().len(), 7);
 }
 
+async fn audit_batches_keep_every_event_in_order(s: &MetaStore) {
+    let base = 4_000_000_000_000i64;
+    // 250 events: more than one statement's worth of rows, the last
+    // statement a partial one; NULLs where the columns allow them.
+    let events: Vec<AuditEntry> = (0..250i64)
+        .map(|i| {
+            let mut e = entry(base, &format!("id-batch-{i:03}"), "pull", None);
+            if i % 7 == 0 {
+                e.source_addr = None;
+                e.details = None;
+            }
+            e
+        })
+        .collect();
+    let mut tx = s.begin_identity().await.unwrap();
+    tx.insert_audit_batch(&events).await.unwrap();
+    tx.insert_audit_batch(&[]).await.unwrap();
+    tx.commit().await.unwrap();
+    let stored = s
+        .audit(&AuditFilter {
+            since: Some(base),
+            until: Some(base + 1),
+            limit: 1000,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    // Newest first (same time: by id), so reversed they are in insertion
+    // order.
+    let got: Vec<AuditEntry> = stored.into_iter().rev().map(|r| r.entry).collect();
+    assert_eq!(got.len(), events.len());
+    assert!(got == events, "events differ or are out of order");
+}
+
 async fn dropped_transactions_leave_nothing(s: &MetaStore) {
     let mut tx = s.begin_identity().await.unwrap();
     let user = tx
@@ -822,6 +856,7 @@ mod sqlite {
         personal_access_tokens,
         signing_keys_rotate_and_retire,
         audit_log_filters_and_pages,
+        audit_batches_keep_every_event_in_order,
         dropped_transactions_leave_nothing,
     );
 
@@ -838,6 +873,7 @@ mod sqlite {
         super::robots_are_stored_with_their_permissions(&s).await;
         super::personal_access_tokens(&s).await;
         super::signing_keys_rotate_and_retire(&s).await;
+        super::audit_batches_keep_every_event_in_order(&s).await;
         super::audit_log_filters_and_pages(&s).await;
         super::dropped_transactions_leave_nothing(&s).await;
         s.close().await;
@@ -857,6 +893,7 @@ mod postgres {
         personal_access_tokens,
         signing_keys_rotate_and_retire,
         audit_log_filters_and_pages,
+        audit_batches_keep_every_event_in_order,
         dropped_transactions_leave_nothing,
     );
 }

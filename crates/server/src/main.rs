@@ -33,7 +33,28 @@ enum Command {
     Gc(gc::GcArgs),
 }
 
+/// glibc's malloc raises its mmap threshold after the first large block is
+/// freed, so every 19 MiB argon2id buffer after that came from a heap and
+/// stayed resident (measured: +19 MiB of anonymous memory per thread that
+/// ever verified a password), and each of up to 16 arenas kept its own
+/// high-water mark. A fixed threshold sends large blocks to mmap (returned
+/// on free); two arenas suit a server whose threads mostly wait on I/O.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; it runs first thing
+    // in main, before any other thread exists or any allocation matters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> anyhow::Result<()> {
+    tune_allocator();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -270,9 +270,7 @@ fn forward(sinks: &mut Sinks, batch: &[AuditEntry]) {
 
 async fn store(meta: &MetaStore, batch: &[AuditEntry]) -> Result<()> {
     let mut tx = meta.begin_identity().await?;
-    for e in batch {
-        tx.insert_audit(e).await?;
-    }
+    tx.insert_audit_batch(batch).await?;
     tx.commit().await?;
     Ok(())
 }
