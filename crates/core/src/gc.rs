@@ -48,7 +48,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use berth_meta::{AuditEntry, GcRunRow, now_millis};
+use berth_meta::{GcRunRow, now_millis};
 use berth_oci::{Digest, RepoName};
 
 use crate::access::{AuditEvent, project_of};
@@ -247,17 +247,15 @@ impl Registry {
             "{run} ({}): untagged, referenced by nothing, older than the grace; deleted for good",
             report.trigger
         );
-        let events = deleted.iter().map(|(repo, digest)| AuditEvent {
-            actor: GC_ACTOR.into(),
-            actor_kind: "system",
-            action: "artifact.delete".into(),
-            resource: format!("repository/{repo}@{digest}"),
-            project: RepoName::parse(repo)
-                .ok()
-                .map(|r| project_of(&r).to_string()),
-            result: "success",
-            source_addr: None,
-            details: Some(details.clone()),
+        let events = deleted.iter().map(|(repo, digest)| {
+            let project = RepoName::parse(repo).ok();
+            AuditEvent::by_system_actor(
+                GC_ACTOR,
+                "artifact.delete",
+                format!("repository/{repo}@{digest}"),
+                project.as_ref().map(project_of),
+                &details,
+            )
         });
         if let Some(auditor) = self.auditor() {
             for event in events {
@@ -265,25 +263,7 @@ impl Registry {
             }
             return;
         }
-        let now = now_millis();
-        let write = async {
-            let mut tx = self.inner.meta.begin_identity().await?;
-            for e in events {
-                tx.insert_audit(&AuditEntry {
-                    occurred_at: now,
-                    actor: e.actor,
-                    actor_kind: e.actor_kind.into(),
-                    action: e.action,
-                    resource: e.resource,
-                    project: e.project,
-                    result: e.result.into(),
-                    source_addr: e.source_addr,
-                    details: e.details,
-                })
-                .await?;
-            }
-            tx.commit().await
-        };
+        let write = crate::access::store_audit_now(&self.inner.meta, events.collect());
         if let Err(e) = write.await {
             tracing::error!(error = %e, manifests = deleted.len(),
                 "recording garbage collection's deletions in the audit log failed");

@@ -212,10 +212,7 @@ async fn migrate(args: &MigrateArgs, progress: &Arc<Progress>) -> anyhow::Result
     let mut figures = survey(&mut source, target.as_ref()).await?;
     for (table, rows) in &figures.unmigrated {
         progress.line(&if table == "trash" {
-            format!(
-                "warning: {rows} deleted tag(s)/manifest(s) in the source's trash are not moved \
-                 (their restore window ends with the migration)"
-            )
+            trash_warning(*rows)
         } else {
             format!("warning: table {table} holds rows this berth migrate does not move: {rows}")
         });
@@ -1109,12 +1106,7 @@ fn tail(out: &mut String, f: &Figures) {
     .expect("writing to a String");
     let (trash, unknown): (Vec<_>, Vec<_>) = f.unmigrated.iter().partition(|(t, _)| t == "trash");
     for (_, n) in trash {
-        writeln!(
-            out,
-            "warning: not moved: {n} deleted tag(s)/manifest(s) in the source's trash \
-             (restore window); restore what you need on the source before migrating"
-        )
-        .expect("writing to a String");
+        writeln!(out, "{}", trash_warning(*n)).expect("writing to a String");
     }
     if !unknown.is_empty() {
         let tables: Vec<String> = unknown
@@ -1128,6 +1120,16 @@ fn tail(out: &mut String, f: &Figures) {
         )
         .expect("writing to a String");
     }
+}
+
+/// Trash entries stay behind: their blobs are not copied (see
+/// `NOT_MIGRATED_TABLES` in berth-meta), so they could not be restored.
+fn trash_warning(rows: u64) -> String {
+    format!(
+        "warning: not moved: {rows} deleted tag(s)/manifest(s) in the source's trash \
+         (their restore window ends with the migration); restore what you need on the \
+         source before migrating"
+    )
 }
 
 fn print_out(text: &str) {

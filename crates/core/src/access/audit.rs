@@ -74,8 +74,20 @@ impl AuditEvent {
         project: Option<&str>,
         details: &str,
     ) -> AuditEvent {
+        AuditEvent::by_system_actor("system", action, resource, project, details)
+    }
+
+    /// An event of a named part of the system (`retention`, `gc`), so that
+    /// its work can be told apart from that of whoever started it.
+    pub fn by_system_actor(
+        actor: &str,
+        action: &str,
+        resource: impl Into<String>,
+        project: Option<&str>,
+        details: &str,
+    ) -> AuditEvent {
         AuditEvent {
-            actor: "system".into(),
+            actor: actor.into(),
             actor_kind: "system",
             action: action.into(),
             resource: resource.into(),
@@ -266,6 +278,14 @@ fn forward(sinks: &mut Sinks, batch: &[AuditEntry]) {
             }
         }
     }
+}
+
+/// Stores `events` now, without an [`Auditor`] (`berth gc` runs without
+/// one); they are not forwarded to a file or syslog.
+pub(crate) async fn store_now(meta: &MetaStore, events: Vec<AuditEvent>) -> Result<()> {
+    let at = now_millis();
+    let batch: Vec<AuditEntry> = events.into_iter().map(|e| e.entry(at)).collect();
+    store(meta, &batch).await
 }
 
 async fn store(meta: &MetaStore, batch: &[AuditEntry]) -> Result<()> {

@@ -30,6 +30,7 @@ use std::time::Duration;
 use berth_auth::{PasswordParams, Passwords, TokenConfig};
 use berth_meta::MetaStore;
 
+pub(crate) use audit::store_now as store_audit_now;
 pub use audit::{AuditEvent, AuditForwarding, Auditor};
 pub use berth_auth::{
     BearerError, Credentials, Principal, Scope, ScopeAction, ScopeTarget, TokenResponse,

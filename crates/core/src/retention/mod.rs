@@ -1003,19 +1003,16 @@ impl Registry {
                 } else {
                     format!("tags: {}", tags.join(", "))
                 };
-                access.auditor().record(AuditEvent {
-                    actor: RETENTION_ACTOR.into(),
-                    actor_kind: "system",
-                    action: "artifact.delete".into(),
-                    resource: format!("repository/{repo}@{digest}"),
-                    project: Some(project.to_string()),
-                    result: "success",
-                    source_addr: None,
-                    details: Some(format!(
+                access.auditor().record(AuditEvent::by_system_actor(
+                    RETENTION_ACTOR,
+                    "artifact.delete",
+                    format!("repository/{repo}@{digest}"),
+                    Some(project),
+                    &format!(
                         "retention execution {execution} of project {project} ({}); {tags}",
                         starter.describe()
-                    )),
-                });
+                    ),
+                ));
                 Ok((Outcome::Deleted, none_retained))
             }
             Err(Error::ManifestUnknown(_)) => {
