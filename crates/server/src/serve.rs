@@ -134,7 +134,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone()));
+    // Registered here, before "listening" is printed: a SIGTERM that comes
+    // right after must drain, not kill (a handler installed inside the
+    // spawned task could still be missing when the signal arrives).
+    let signals = ShutdownSignals::register().context("listening for SIGTERM and SIGINT")?;
+    tokio::spawn(shutdown_on_signal(signals, handle.clone()));
 
     let scheme = if config.tls.is_some() {
         "https"
@@ -349,17 +353,28 @@ pub(crate) fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>,
     Ok((store, options))
 }
 
-async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return;
-        }
-    };
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> std::io::Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+async fn shutdown_on_signal(
+    mut signals: ShutdownSignals,
+    handle: axum_server::Handle<std::net::SocketAddr>,
+) {
     tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = signals.term.recv() => {}
+        _ = signals.int.recv() => {}
     }
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
