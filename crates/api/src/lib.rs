@@ -12,6 +12,11 @@ mod session;
 mod token;
 mod v1;
 
+pub use v1::settings::{
+    AuthSettings, GcSettings, LdapSettings, MetadataSettings, OidcSettings, Settings,
+    StorageSettings, UploadSettings, WorkloadSettings,
+};
+
 use axum::Router;
 use axum::routing::{any, get};
 use berth_core::{Access, Registry};
@@ -23,6 +28,8 @@ pub struct App {
     pub registry: Registry,
     pub access: Access,
     pub auth: AuthConfig,
+    /// What `/api/v1/system/settings` shows: filled once at start.
+    pub settings: std::sync::Arc<Settings>,
 }
 
 /// How clients are told to authenticate.

@@ -17,6 +17,7 @@ mod projects;
 mod retention;
 mod robots;
 mod schema;
+pub(crate) mod settings;
 mod system;
 mod tokens;
 mod users;
@@ -42,6 +43,8 @@ pub(crate) fn routes(app: &App) -> Router<App> {
         .route("/openapi.json", get(openapi))
         .route("/system/info", get(system::info))
         .route("/system/keys/rotate", post(system::rotate_keys))
+        .route("/system/settings", get(settings::get))
+        .route("/system/ldap/test", post(settings::test_ldap))
         .route("/me", get(users::me))
         .route("/users", get(users::list).post(users::create))
         .route(
@@ -203,6 +206,8 @@ impl Modify for BasicAuth {
         openapi,
         system::info,
         system::rotate_keys,
+        settings::get,
+        settings::test_ldap,
         users::me,
         users::list,
         users::create,
@@ -310,6 +315,8 @@ mod tests {
             ("/api/v1/audit", &["get"]),
             ("/api/v1/system/info", &["get"]),
             ("/api/v1/system/keys/rotate", &["post"]),
+            ("/api/v1/system/settings", &["get"]),
+            ("/api/v1/system/ldap/test", &["post"]),
             ("/api/v1/openapi.json", &["get"]),
             ("/api/v1/projects/{name}/immutable-rules", &["get", "post"]),
             (
@@ -352,6 +359,6 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), count, "duplicate operation ids");
-        assert_eq!(count, 56, "every handler is documented");
+        assert_eq!(count, 58, "every handler is documented");
     }
 }

@@ -149,6 +149,7 @@ async fn api() -> Api {
             registry: Registry::new(meta, Arc::new(store)),
             access,
             auth: berth_api::AuthConfig::default(),
+            settings: Default::default(),
         },
         None,
     );

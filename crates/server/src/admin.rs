@@ -69,6 +69,11 @@ enum AdminCommand {
     Retention(RetentionCommand),
     /// A repository's artifacts with push and pull times and pull counts.
     Artifacts(ArtifactsArgs),
+    /// The settings the server runs with, secrets left out (system admin).
+    Settings,
+    /// The LDAP directory.
+    #[command(subcommand)]
+    Ldap(LdapCommand),
 }
 
 /// Where a new password comes from: `--password-file`, else
@@ -225,6 +230,12 @@ struct AuditArgs {
 }
 
 #[derive(Subcommand)]
+enum LdapCommand {
+    /// Connect, bind with the search account and search a sample of users.
+    Test,
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// A new signing key; older ones verify for two token lifetimes more.
     Rotate,
@@ -275,6 +286,29 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Trash(cmd) => trash(&client, &out, cmd).await,
         AdminCommand::Retention(cmd) => retention(&client, &out, cmd).await,
         AdminCommand::Artifacts(a) => artifacts(&client, &out, a).await,
+        AdminCommand::Settings => {
+            let v = client.call("GET", "/system/settings", None).await?;
+            // Nested and read by people: indented JSON either way.
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        AdminCommand::Ldap(LdapCommand::Test) => {
+            let v = client.call("POST", "/system/ldap/test", None).await?;
+            out.one(&v, || match v["configured"].as_bool() {
+                Some(true) if v["bind_ok"] == json!(true) => format!(
+                    "LDAP: connected ({}), search account accepted, {} user(s) in the sample, {} ms",
+                    if v["tls"] == json!(true) { "TLS" } else { "no TLS" },
+                    v["users_found"],
+                    v["elapsed_ms"]
+                ),
+                Some(true) => "LDAP: connected, but the search account's bind was rejected (check bind_dn and bind_password)".to_string(),
+                _ => "LDAP is not configured ([auth.ldap])".to_string(),
+            });
+            if v["configured"] == json!(true) && v["bind_ok"] != json!(true) {
+                bail!("the LDAP search account was rejected");
+            }
+            Ok(())
+        }
         AdminCommand::Keys(KeysCommand::Rotate) => {
             let v = client.call("POST", "/system/keys/rotate", None).await?;
             out.one(&v, || {

@@ -6,6 +6,7 @@ mod admin;
 mod gc;
 mod migrate;
 mod serve;
+mod settings;
 
 use clap::{Parser, Subcommand};
 

@@ -125,6 +125,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 realm: config.auth.realm.clone(),
                 tls: config.tls.is_some(),
             },
+            settings: std::sync::Arc::new(crate::settings::view(&config)),
         },
         Some(metrics),
     );

@@ -1447,6 +1447,16 @@ fn the_admin_cli_manages_users_projects_and_robots() {
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).contains("BERTH_USER_PASSWORD"));
 
+    // The settings, and the directory check without a directory.
+    let settings: Value =
+        serde_json::from_str(&stdout_ok(&admin_cli(&berth, &["settings"], &[]))).unwrap();
+    assert_eq!(settings["auth"]["service"], json!("berth"));
+    assert_eq!(settings["storage"]["backend"], json!("fs"));
+    assert_eq!(settings["metadata"]["engine"], json!("sqlite"));
+    assert_eq!(settings["auth"]["ldap"], Value::Null);
+    let out = stdout_ok(&admin_cli(&berth, &["ldap", "test"], &[]));
+    assert!(out.contains("LDAP is not configured"), "{out}");
+
     stdout_ok(&admin_cli(&berth, &["projects", "create", "team"], &[]));
     let out = stdout_ok(&admin_cli(
         &berth,

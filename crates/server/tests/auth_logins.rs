@@ -785,3 +785,59 @@ fn failed_logins_are_rate_limited_and_say_nothing_about_the_account() {
     );
     assert!(results.contains(&"denied"), "{audit}");
 }
+
+/// `berth admin ldap test` and `berth admin settings` against the real
+/// directory: the check binds over StartTLS and finds the fixture's users;
+/// the settings name the servers and never a secret.
+#[test]
+fn the_directory_check_and_the_settings_answer_from_the_real_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let berth = start(dir.path());
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["admin", "--url", &berth.url, "--user", "admin"])
+            .args(args)
+            .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .output()
+            .expect("run berth admin");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "berth admin {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let out = cli(&["ldap", "test"]);
+    assert!(
+        out.contains("LDAP: connected (TLS), search account accepted"),
+        "{out}"
+    );
+    let report: Value = serde_json::from_str(&cli(&["--json", "ldap", "test"])).unwrap();
+    assert_eq!(report["bind_ok"], json!(true));
+    assert!(report["users_found"].as_u64().unwrap() >= 3, "{report}");
+
+    let text = cli(&["settings"]);
+    let settings: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        settings["auth"]["ldap"]["url"],
+        json!(env("BERTH_TEST_LDAP_URL"))
+    );
+    assert_eq!(settings["auth"]["ldap"]["bind_password_set"], json!(true));
+    assert_eq!(
+        settings["auth"]["oidc"]["issuer_url"],
+        json!(env("BERTH_TEST_OIDC_ISSUER"))
+    );
+    assert_eq!(settings["auth"]["oidc"]["client_secret_set"], json!(true));
+    assert_eq!(
+        settings["auth"]["workload"][0]["robot"],
+        json!("robot$team-ci+deploy")
+    );
+    for secret in [
+        env("BERTH_TEST_LDAP_BIND_PASSWORD"),
+        env("BERTH_TEST_OIDC_CLIENT_SECRET"),
+        ADMIN_PASSWORD.to_string(),
+    ] {
+        assert!(!text.contains(&secret), "a secret in the settings: {text}");
+    }
+}

@@ -1867,7 +1867,7 @@ fn run_v1(m: &mut Matrix, w: &World) {
     // artifact:create. Each cell restores a tag of p/trash deleted for it.
     plain(m, "GET", "/projects/p/trash", None, DELETE_P, &[200]);
     m.row(
-        "POST /api/v1/projects/p/trash/{a tag deleted for the cell}/restore",
+        "POST /api/v1/projects/p/trash/{id}/restore (a tag deleted for each cell)",
         allowed(RESTORE_P),
         |who| {
             let id = trash_tag(w, &format!("r-{}", who.label()));
@@ -1923,15 +1923,289 @@ fn run_v1(m: &mut Matrix, w: &World) {
     );
     plain(m, "DELETE", "/projects/q", None, SYSTEM_ADMIN, &[409]);
     plain(m, "POST", "/system/keys/rotate", None, SYSTEM_ADMIN, &[200]);
+    m.row(
+        "GET /api/v1/system/settings",
+        allowed(SYSTEM_ADMIN),
+        |who| {
+            let r = w.v1(who, "GET", "/system/settings", None);
+            let mut seen = by_status(&r, who, &[200], false);
+            let v = r.json();
+            if r.status == 200
+                && (v["auth"]["ldap"]["bind_password_set"] != true
+                    || r.text().contains(&env("BERTH_TEST_LDAP_BIND_PASSWORD"))
+                    || r.text().contains(&env("BERTH_TEST_OIDC_CLIENT_SECRET")))
+            {
+                seen.bad = Some(format!("settings wrong or leaking a secret: {}", r.text()));
+            }
+            seen
+        },
+    );
+    m.row(
+        "POST /api/v1/system/ldap/test",
+        allowed(SYSTEM_ADMIN),
+        |who| {
+            let r = w.v1(who, "POST", "/system/ldap/test", None);
+            let mut seen = by_status(&r, who, &[200], false);
+            let v = r.json();
+            if r.status == 200
+                && (v["configured"] != true || v["bind_ok"] != true || v["tls"] != true)
+            {
+                seen.bad = Some(format!("the directory check failed: {}", r.text()));
+            }
+            seen
+        },
+    );
+}
+
+/// The value of a Set-Cookie named `name`, if the response sets one.
+fn set_cookie(r: &Resp, name: &str) -> Option<String> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .map(|rest| rest.split(';').next().unwrap_or_default().to_string())
+}
+
+/// A login endpoint's answer: allowed when it opened a session (200 and a
+/// non-empty session cookie), denied with one of `deny`.
+fn session_seen(r: &Resp, deny: &[u16]) -> Seen {
+    let opened = r.status == 200 && set_cookie(r, "berth_session").is_some_and(|c| !c.is_empty());
+    Seen {
+        caps: if opened { caps(&["A"]) } else { Caps::new() },
+        status: r.status,
+        bad: (!opened && !deny.contains(&r.status))
+            .then(|| format!("status {} (arranged {deny:?}): {}", r.status, r.text())),
+    }
+}
+
+/// The browser login endpoints (outside `/api/v1`'s Basic-authenticated
+/// router, but under its path): who may open a session, and how.
+fn run_sessions(m: &mut Matrix, w: &World) {
+    let json_header: &[(&str, &str)] = &[("Content-Type", "application/json")];
+    // The UI login with the column's own credentials: users get a session,
+    // robots never (they are for pipelines), anonymous has no account.
+    m.row(
+        "POST /api/v1/auth/login {own credentials}",
+        allowed(USERS),
+        |who| {
+            let (user, password) = match who.account() {
+                Some(name) => (name, w.secret(who).to_string()),
+                None => ("nobody", "not-a-password".to_string()),
+            };
+            let body = json!({ "username": user, "password": password });
+            let r = w.send(
+                None,
+                "POST",
+                "/api/v1/auth/login",
+                json_header,
+                Some(body.to_string().into_bytes()),
+            );
+            session_seen(&r, &[401, 403])
+        },
+    );
+    plain_session_row(m, w, "POST", "/api/v1/auth/logout", EVERYBODY, &[204]);
+    // Anybody may begin an OIDC login: it only redirects to the provider.
+    let issuer = env("BERTH_TEST_OIDC_ISSUER");
+    m.row("GET /api/v1/auth/oidc/login", allowed(EVERYBODY), |who| {
+        let r = w.send(
+            w.basic_of(who).as_deref(),
+            "GET",
+            "/api/v1/auth/oidc/login",
+            &[],
+            None,
+        );
+        let mut seen = by_status(&r, who, &[302], false);
+        let location = r.header("location");
+        if r.status == 302
+            && !(location.starts_with(&issuer) && location.contains("code_challenge="))
+        {
+            seen.bad = Some(format!("not a PKCE redirect to the provider: {location}"));
+        }
+        seen
+    });
+    // Completing one needs the provider's code: a caller holding the
+    // login cookie and the right state, but a forged code, gets nothing
+    // (whatever Basic credentials it sends along).
+    m.row(
+        "GET /api/v1/auth/oidc/callback?state=…&code=forged",
+        allowed(&[]),
+        |who| {
+            let begin = w.send(None, "GET", "/api/v1/auth/oidc/login", &[], None);
+            let (Some(login), Some(state)) = (
+                set_cookie(&begin, "berth_oidc_login"),
+                begin
+                    .header("location")
+                    .split(['?', '&'])
+                    .find_map(|p| p.strip_prefix("state="))
+                    .map(str::to_string),
+            ) else {
+                return failed(format!("no OIDC login to complete: {}", begin.status));
+            };
+            let cookie = format!("berth_oidc_login={login}");
+            let basic = w.basic_of(who);
+            let mut headers = vec![("Cookie", cookie.as_str())];
+            if let Some(b) = &basic {
+                headers.push(("Authorization", b.as_str()));
+            }
+            let r = w.send(
+                None,
+                "GET",
+                &format!("/api/v1/auth/oidc/callback?state={state}&code=forged-code"),
+                &headers,
+                None,
+            );
+            session_seen(&r, &[401])
+        },
+    );
+    // Refreshing renews an OIDC session with the provider: a password
+    // session (or none) has nothing to refresh.
+    m.row("POST /api/v1/auth/oidc/refresh", allowed(&[]), |who| {
+        let mut cookie = String::new();
+        if let (Some(name), true) = (who.account(), USERS.contains(&who)) {
+            let body = json!({ "username": name, "password": w.secret(who) });
+            let login = w.send(
+                None,
+                "POST",
+                "/api/v1/auth/login",
+                json_header,
+                Some(body.to_string().into_bytes()),
+            );
+            match set_cookie(&login, "berth_session") {
+                Some(c) => cookie = format!("berth_session={c}"),
+                None => return failed(format!("no password session: {}", login.status)),
+            }
+        }
+        let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+            Vec::new()
+        } else {
+            vec![("Cookie", cookie.as_str())]
+        };
+        let r = w.send(None, "POST", "/api/v1/auth/oidc/refresh", &headers, None);
+        session_seen(&r, &[401])
+    });
+}
+
+fn plain_session_row(
+    m: &mut Matrix,
+    w: &World,
+    method: &str,
+    path: &str,
+    allowed_to: &'static [Who],
+    ok: &[u16],
+) {
+    m.row(format!("{method} {path}"), allowed(allowed_to), |who| {
+        let r = w.send(w.basic_of(who).as_deref(), method, path, &[], None);
+        by_status(&r, who, ok, false)
+    });
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run scripts/start-services.sh and source target/test-services.env"
+        )
+    })
+}
+
+/// LDAP and OIDC configured (slapd and the idpyoidc provider that
+/// `scripts/start-services.sh` runs), so that the directory check and the
+/// browser login endpoints answer for real.
+fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let base = env("BERTH_TEST_LDAP_BASE_DN");
+    let config = format!(
+        r#"
+[auth.ldap]
+url = "{ldap}"
+start_tls = true
+ca_file = "{ca}"
+bind_dn = "{bind_dn}"
+bind_password = "{bind_pw}"
+user_base_dn = "ou=people,{base}"
+group_base_dn = "ou=groups,{base}"
+
+[auth.oidc]
+issuer_url = "{issuer}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+redirect_url = "{redirect}"
+"#,
+        ldap = env("BERTH_TEST_LDAP_URL"),
+        ca = env("BERTH_TEST_LDAP_CA"),
+        bind_dn = env("BERTH_TEST_LDAP_BIND_DN"),
+        bind_pw = env("BERTH_TEST_LDAP_BIND_PASSWORD"),
+        issuer = env("BERTH_TEST_OIDC_ISSUER"),
+        client_id = env("BERTH_TEST_OIDC_CLIENT_ID"),
+        client_secret = env("BERTH_TEST_OIDC_CLIENT_SECRET"),
+        redirect = env("BERTH_TEST_OIDC_REDIRECT_URL"),
+    );
+    let path = dir.join("berth.toml");
+    std::fs::write(&path, config).expect("config file");
+    path
+}
+
+/// Whether a row named `METHOD /path…` asks `method template`, where a
+/// `{name}` segment of the template matches any one segment.
+fn row_asks(name: &str, method: &str, template: &str) -> bool {
+    let mut words = name.split(' ');
+    if words.next() != Some(method) {
+        return false;
+    }
+    let Some(path) = words.next().and_then(|p| p.split('?').next()) else {
+        return false;
+    };
+    let (asked, wanted): (Vec<&str>, Vec<&str>) =
+        (path.split('/').collect(), template.split('/').collect());
+    asked.len() == wanted.len()
+        && asked
+            .iter()
+            .zip(&wanted)
+            .all(|(a, t)| a == t || (t.starts_with('{') && !a.is_empty()))
+}
+
+/// The endpoints of the OpenAPI document, the login endpoints beside it
+/// and the token endpoint that no row asks: the matrix must not fall
+/// behind the API.
+fn endpoints_without_a_row(m: &Matrix, w: &World) -> Vec<String> {
+    let doc = w.v1(Anonymous, "GET", "/openapi.json", None).json();
+    let mut wanted: Vec<(String, String)> = [
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/logout"),
+        ("GET", "/api/v1/auth/oidc/login"),
+        ("GET", "/api/v1/auth/oidc/callback"),
+        ("POST", "/api/v1/auth/oidc/refresh"),
+        ("GET", "/service/token"),
+        ("POST", "/service/token"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    let paths = doc["paths"]
+        .as_object()
+        .expect("the OpenAPI document has paths");
+    for (path, item) in paths {
+        for method in item.as_object().into_iter().flat_map(|o| o.keys()) {
+            if ["get", "put", "post", "delete", "patch", "head"].contains(&method.as_str()) {
+                wanted.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(wanted.len() > 60, "too few endpoints found: {wanted:?}");
+    wanted
+        .into_iter()
+        .filter(|(method, path)| !m.rows.iter().any(|r| row_asks(&r.name, method, path)))
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect()
 }
 
 #[test]
 fn every_endpoint_answers_every_caller_as_harbor_s_roles_say() {
     let temp = tempfile::tempdir().expect("temp dir");
+    let config = config_file(temp.path());
     let berth = Berth::start_env(
-        temp.path(),
+        &temp.path().join("data"),
         "127.0.0.1:0",
-        &[],
+        &["--config", config.to_str().expect("UTF-8 path")],
         &[
             ("BERTH_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
             ("BERTH_AUTH_AUTO_CREATE_PROJECTS".into(), "false".into()),
@@ -1945,11 +2219,14 @@ fn every_endpoint_answers_every_caller_as_harbor_s_roles_say() {
     run_v2(&mut m, &world);
     run_token(&mut m, &world);
     run_v1(&mut m, &world);
+    run_sessions(&mut m, &world);
     let (report, allows, denies, bad) = m.report();
     println!("{report}");
+    let missing = endpoints_without_a_row(&m, &world);
     assert!(
         allows == 0 && denies == 0 && bad == 0,
         "authorization matrix: {allows} unexpected allows, {denies} unexpected denies, \
          {bad} answers not arranged\n{report}"
     );
+    assert!(missing.is_empty(), "endpoints no row asks: {missing:?}");
 }

@@ -147,19 +147,6 @@ impl Access {
         out
     }
 
-    /// Checks the LDAP connection and search account (the admin API's
-    /// "test connection"); `None` when no directory is configured.
-    pub async fn test_ldap(&self) -> Result<Option<berth_ldap::ConnectionReport>> {
-        let Some(ldap) = &self.inner.settings.ldap else {
-            return Ok(None);
-        };
-        ldap.directory
-            .test_connection()
-            .await
-            .map(Some)
-            .map_err(|e| Error::Invalid(format!("LDAP: {e}")))
-    }
-
     pub fn service(&self) -> &str {
         &self.inner.settings.service
     }

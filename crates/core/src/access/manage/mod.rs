@@ -14,6 +14,7 @@ mod keys;
 mod members;
 mod projects;
 mod robots;
+mod system;
 mod tokens;
 mod users;
 
