@@ -329,7 +329,10 @@ impl Registry {
         self.inner.store.upload_prepare(id).await?;
         let mut tx = self.inner.meta.begin().await?;
         tx.lock_digests(&[digest.as_str()], true).await?;
-        self.inner.store.upload_commit(id, digest).await?;
+        let committed = self.inner.store.upload_commit_deferred(id, digest).await?;
+        // The directory fsync runs while the rows are written (and, on
+        // SQLite, beside other pushes' commits); the commit waits for it.
+        tx.before_commit(async move { committed.durable().await.map_err(|e| e.to_string()) });
         tx.insert_blob(digest, size).await?;
         let warning = self
             .check_blob_link(&mut tx, repo, digest, Some(size))

@@ -8,6 +8,7 @@
 
 mod export;
 mod gc;
+mod group;
 mod identity;
 mod jobs;
 mod policy;
@@ -50,6 +51,11 @@ pub enum Error {
     Tls(String),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
+    /// A commit failed, or the work it waited for (`Tx::before_commit`) did,
+    /// or the shared commit of its group (see `group`): nothing of the
+    /// transaction was committed.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

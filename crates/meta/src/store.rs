@@ -8,6 +8,7 @@ use berth_oci::{Digest, RepoName, Tag};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
+use crate::group::GroupWriter;
 use crate::{Error, Result, Tx};
 
 /// Wraps a query of one ordered `name` column so that the page comes back as
@@ -75,6 +76,8 @@ pub struct UploadRow {
 pub struct MetaStore {
     write: AnyPool,
     read: AnyPool,
+    /// SQLite: the core's transactions share commits (see `group`).
+    group: Option<GroupWriter>,
 }
 
 /// A failed first connection, with a hint when TLS is what failed.
@@ -126,7 +129,11 @@ impl MetaStore {
             })
             .connect_with(options)
             .await?;
-        Ok(MetaStore { write, read })
+        Ok(MetaStore {
+            group: Some(GroupWriter::new(write.clone())),
+            write,
+            read,
+        })
     }
 
     /// Connects to PostgreSQL at `url` (`postgres://user:pass@host:port/db`)
@@ -151,6 +158,7 @@ impl MetaStore {
         Ok(MetaStore {
             write: pool.clone(),
             read: pool,
+            group: None,
         })
     }
 
@@ -167,15 +175,16 @@ impl MetaStore {
         }
     }
 
-    /// Opens a write transaction. On SQLite it takes the database write
-    /// lock at once (`BEGIN IMMEDIATE`): another process (`berth gc`)
-    /// cannot commit between its reads and its writes, and it holds the
-    /// per-digest lock of `Tx::lock_digests` for every digest.
+    /// Opens a write transaction. On SQLite it is a member of a group
+    /// commit whose physical transaction holds the database write lock
+    /// (`BEGIN IMMEDIATE`): another process (`berth gc`) cannot commit
+    /// between its reads and its writes, and, as members run one at a time,
+    /// it holds the per-digest lock of `Tx::lock_digests` for every digest.
     pub async fn begin(&self) -> Result<Tx> {
-        if self.write.connect_options().database_url.scheme() == "sqlite" {
-            return Ok(Tx::new(self.write.begin_with("BEGIN IMMEDIATE").await?));
+        if let Some(group) = &self.group {
+            return Ok(Tx::grouped(group.begin().await?));
         }
-        Ok(Tx::new(self.write.begin().await?))
+        Ok(Tx::own(self.write.begin().await?))
     }
 
     pub async fn close(&self) {

@@ -1,12 +1,19 @@
 //! Writes, always inside a transaction the core opened. Dropping a `Tx`
-//! without `commit` rolls it back.
+//! without `commit` rolls it back. On SQLite a `Tx` is a member of a group
+//! commit (`group`); on PostgreSQL a transaction of its own.
 
 use berth_oci::{Digest, ManifestRef, RefKind, RepoName, Tag};
 use sqlx::{Any, Row, Transaction};
 
+use crate::group::{GroupTx, PreCommit};
 use crate::{Result, now_millis};
 
-pub struct Tx(Transaction<'static, Any>);
+pub struct Tx(Inner);
+
+enum Inner {
+    Own(Transaction<'static, Any>, Vec<PreCommit>),
+    Grouped(GroupTx),
+}
 
 /// What a manifest insert needs beyond its bytes.
 pub struct NewManifest<'a> {
@@ -20,26 +27,59 @@ pub struct NewManifest<'a> {
 }
 
 impl Tx {
-    pub(crate) fn new(tx: Transaction<'static, Any>) -> Tx {
-        Tx(tx)
+    pub(crate) fn own(tx: Transaction<'static, Any>) -> Tx {
+        Tx(Inner::Own(tx, Vec::new()))
     }
 
+    pub(crate) fn grouped(tx: GroupTx) -> Tx {
+        Tx(Inner::Grouped(tx))
+    }
+
+    /// Returns once the transaction is durably committed.
     pub async fn commit(self) -> Result<()> {
-        self.0.commit().await?;
+        match self.0 {
+            Inner::Own(tx, pre_commit) => {
+                for work in pre_commit {
+                    // Dropping `tx` rolls it back.
+                    work.await.map_err(crate::Error::CommitFailed)?;
+                }
+                tx.commit().await?
+            }
+            Inner::Grouped(tx) => tx.commit().await?,
+        }
         Ok(())
+    }
+
+    /// Makes the commit wait for `work` (already running: the blob store's
+    /// fsync of a rename): nothing this transaction records becomes durable
+    /// before it has succeeded, and its failure fails the commit. On SQLite
+    /// the work of a whole group of transactions is awaited together, just
+    /// before their shared `COMMIT` — even a member that is later dropped
+    /// keeps its work in the batch, as others may rely on what it did.
+    pub fn before_commit(
+        &mut self,
+        work: impl std::future::Future<Output = std::result::Result<(), String>> + Send + 'static,
+    ) {
+        match &mut self.0 {
+            Inner::Own(_, pre_commit) => pre_commit.push(Box::pin(work)),
+            Inner::Grouped(tx) => tx.before_commit(Box::pin(work)),
+        }
     }
 
     /// The transaction's connection, for this crate's other modules that
     /// keep their SQL beside their own types (`policy`).
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.0
+        match &mut self.0 {
+            Inner::Own(tx, _) => tx,
+            Inner::Grouped(tx) => tx.conn(),
+        }
     }
 
     pub async fn ensure_repo(&mut self, repo: &RepoName) -> Result<()> {
         sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(repo.as_str())
             .bind(now_millis())
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
@@ -50,7 +90,7 @@ impl Tx {
             .bind(digest.as_str())
             .bind(size as i64)
             .bind(now_millis())
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
@@ -59,7 +99,7 @@ impl Tx {
     pub async fn blob_size(&mut self, digest: &Digest) -> Result<Option<u64>> {
         let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
             .bind(digest.as_str())
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(self.conn())
             .await?;
         Ok(row
             .map(|r| r.try_get::<i64, _>(0))
@@ -78,7 +118,7 @@ impl Tx {
         .bind(repo.as_str())
         .bind(digest.as_str())
         .bind(now_millis())
-        .execute(&mut *self.0)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -87,7 +127,7 @@ impl Tx {
         let row = sqlx::query("SELECT 1 FROM repo_blobs WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.as_str())
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(self.conn())
             .await?;
         Ok(row.is_some())
     }
@@ -97,7 +137,7 @@ impl Tx {
         let done = sqlx::query("DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.as_str())
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -106,7 +146,7 @@ impl Tx {
         let row = sqlx::query("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.as_str())
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(self.conn())
             .await?;
         Ok(row.is_some())
     }
@@ -124,7 +164,7 @@ impl Tx {
         let row = sqlx::query(sql)
             .bind(repo.as_str())
             .bind(r.digest.as_str())
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(self.conn())
             .await?;
         Ok(row
             .map(|r| r.try_get::<i64, _>(0))
@@ -149,7 +189,7 @@ impl Tx {
         .bind(m.body.len() as i64)
         .bind(m.body.to_vec())
         .bind(now_millis())
-        .execute(&mut *self.0)
+        .execute(self.conn())
         .await?;
         if inserted.rows_affected() == 0 {
             return Ok(());
@@ -167,7 +207,7 @@ impl Tx {
             .bind(m.digest.as_str())
             .bind(r.digest.as_str())
             .bind(kind)
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         }
         Ok(())
@@ -182,7 +222,7 @@ impl Tx {
         .bind(tag.as_str())
         .bind(digest.as_str())
         .bind(now_millis())
-        .execute(&mut *self.0)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -192,7 +232,7 @@ impl Tx {
         let done = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2")
             .bind(repo.as_str())
             .bind(tag.as_str())
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -207,13 +247,13 @@ impl Tx {
             sqlx::query(sql)
                 .bind(repo.as_str())
                 .bind(digest.as_str())
-                .execute(&mut *self.0)
+                .execute(self.conn())
                 .await?;
         }
         let done = sqlx::query("DELETE FROM manifests WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.as_str())
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -227,7 +267,7 @@ impl Tx {
         .bind(id)
         .bind(repo.as_str())
         .bind(now)
-        .execute(&mut *self.0)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -236,7 +276,7 @@ impl Tx {
         sqlx::query("UPDATE uploads SET updated_at = $2 WHERE id = $1")
             .bind(id)
             .bind(now_millis())
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
@@ -244,7 +284,7 @@ impl Tx {
     pub async fn delete_upload(&mut self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         Ok(done.rows_affected() > 0)
     }

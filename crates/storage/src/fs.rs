@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::{BlobStore, ByteStream, Error, ListedBlob, Result, valid_upload_id};
+use crate::{BlobStore, ByteStream, Committed, Error, ListedBlob, Result, valid_upload_id};
 
 /// Read buffer for blob GETs: large enough that per-chunk overhead vanishes
 /// next to the copy itself.
@@ -309,19 +309,30 @@ impl BlobStore for FsStore {
     }
 
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<()> {
+        self.upload_commit_deferred(id, digest)
+            .await?
+            .durable()
+            .await
+    }
+
+    async fn upload_commit_deferred(&self, id: &str, digest: &Digest) -> Result<Committed> {
         let from = self.upload_path(id)?;
         let to = self.blob_path(digest);
-        blocking(move || {
-            let dir = to.parent().expect("blob path has a parent");
+        let dir = blocking(move || {
+            let dir = to.parent().expect("blob path has a parent").to_path_buf();
             if to.exists() {
-                // Content-addressed: the existing blob already has these bytes.
-                return std::fs::remove_file(&from).or_else(|e| match e.kind() {
+                // Content-addressed: the existing blob already has these
+                // bytes. Its name is durable, or will be before the commit
+                // that made it (holding the digest's lock, or ahead of this
+                // one in SQLite's group commit) records it.
+                std::fs::remove_file(&from).or_else(|e| match e.kind() {
                     io::ErrorKind::NotFound => Ok(()),
                     _ => Err(e),
-                });
+                })?;
+                return Ok(None);
             }
             if !dir.exists() {
-                std::fs::create_dir_all(dir)?;
+                std::fs::create_dir_all(&dir)?;
                 fsync_dir(dir.parent().expect("blob dir has a parent"))?;
             }
             // Appends are not fsynced one by one: the data is made durable
@@ -329,9 +340,14 @@ impl BlobStore for FsStore {
             // work already when the core called it; then this is cheap).
             File::open(&from)?.sync_data()?;
             std::fs::rename(&from, &to)?;
-            fsync_dir(dir)
+            Ok(Some(dir))
         })
-        .await
+        .await?;
+        Ok(match dir {
+            // The rename is durable once its directory is synced.
+            Some(dir) => Committed(Some(tokio::task::spawn_blocking(move || fsync_dir(&dir)))),
+            None => Committed::durable_now(),
+        })
     }
 
     async fn upload_abort(&self, id: &str) -> Result<()> {

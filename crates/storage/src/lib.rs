@@ -43,6 +43,29 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A committed blob whose name may not be durable yet: the filesystem's
+/// fsync of the directory after the rename, already running on a blocking
+/// thread. Whatever records the blob durably waits for [`Committed::durable`]
+/// first; meanwhile the caller goes on (under SQLite's group commit, the
+/// fsyncs of many commits overlap instead of queueing).
+#[must_use = "the blob's name is durable only once `durable` has returned"]
+pub struct Committed(Option<tokio::task::JoinHandle<io::Result<()>>>);
+
+impl Committed {
+    /// Nothing left to wait for.
+    pub fn durable_now() -> Committed {
+        Committed(None)
+    }
+
+    /// Returns once the committed blob survives a crash.
+    pub async fn durable(self) -> Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(sync) => sync.await.map_err(io::Error::other)?.map_err(Error::Io),
+        }
+    }
+}
+
 /// A committed blob as the orphan sweep lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedBlob {
@@ -112,6 +135,14 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Makes the upload's bytes the durable, visible blob `digest` and removes
     /// the upload. If the blob already exists, the upload is simply removed.
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<()>;
+
+    /// `upload_commit`, returning before the last fsync has finished: the
+    /// blob is visible at once, and durable when the returned
+    /// [`Committed`] says so.
+    async fn upload_commit_deferred(&self, id: &str, digest: &Digest) -> Result<Committed> {
+        self.upload_commit(id, digest).await?;
+        Ok(Committed::durable_now())
+    }
 
     /// Removes an upload. Removing an absent upload succeeds.
     async fn upload_abort(&self, id: &str) -> Result<()>;

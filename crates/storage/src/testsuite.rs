@@ -76,6 +76,7 @@ pub async fn run_all(store: &dyn BlobStore) {
     truncate_to_chunk_boundary_then_append(store).await;
     empty_upload_and_empty_append(store).await;
     concurrent_commits_of_one_digest(store).await;
+    deferred_commit_is_visible_at_once_and_durable_after(store).await;
     presigned_url_is_for_the_blob_or_none(store).await;
     listing_blobs_pages_in_digest_order(store).await;
     store.ready().await.unwrap();
@@ -429,6 +430,32 @@ async fn concurrent_commits_of_one_digest(store: &dyn BlobStore) {
         assert_eq!(&read_blob(store, &d1).await, data);
         store.delete(&d1).await.unwrap();
     }
+}
+
+/// `upload_commit_deferred`: the blob is readable as soon as it returns;
+/// its durability resolves `Ok`; a second commit of the same digest (the
+/// blob exists) just removes its upload.
+async fn deferred_commit_is_visible_at_once_and_durable_after(store: &dyn BlobStore) {
+    let data = pattern(70_000, 42);
+    let digest = upload_chunks(store, "suite-deferred-a", &[&data]).await;
+    let committed = store
+        .upload_commit_deferred("suite-deferred-a", &digest)
+        .await
+        .unwrap();
+    assert_eq!(store.stat(&digest).await.unwrap(), Some(70_000));
+    assert_eq!(store.upload_size("suite-deferred-a").await.unwrap(), None);
+    committed.durable().await.unwrap();
+    let again = upload_chunks(store, "suite-deferred-b", &[&data]).await;
+    store
+        .upload_commit_deferred("suite-deferred-b", &again)
+        .await
+        .unwrap()
+        .durable()
+        .await
+        .unwrap();
+    assert_eq!(store.upload_size("suite-deferred-b").await.unwrap(), None);
+    assert_eq!(read_blob(store, &digest).await, data);
+    store.delete(&digest).await.unwrap();
 }
 
 async fn presigned_url_is_for_the_blob_or_none(store: &dyn BlobStore) {
