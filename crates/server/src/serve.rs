@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_config::{Config, LogFormat, RawConfig, RawTls, Storage, redact_url};
-use berth_core::access::{AuditForwarding, LdapSettings, LoginLimits, OidcSettings};
+use berth_core::access::{AdminPassword, AuditForwarding, LdapSettings, LoginLimits, OidcSettings};
 use berth_core::{Access, AccessSettings, Options, Registry};
 use berth_meta::MetaStore;
 use berth_storage::{AzureConfig, BlobStore, FsStore, GcsConfig, ObjectBlobStore, S3Config};
@@ -103,6 +103,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let (store, options) = open_store(&config)?;
+    // A first start hashes the admin's password (tens of milliseconds of
+    // argon2id) while the database is created and migrated, not after.
+    let admin_password = AdminPassword::choose(
+        std::env::var("BERTH_ADMIN_PASSWORD").ok().as_deref(),
+        // The parameters `open_access` gives the registry (the defaults).
+        first_start(&config.metadata_url).then(|| AccessSettings::default().password_params),
+    );
     let meta = MetaStore::open(&config.metadata_url)
         .await
         .with_context(|| {
@@ -112,7 +119,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
     let registry = Registry::with_options(meta.clone(), store, options);
-    let access = open_access(&config, meta.clone()).await?;
+    let access = open_access(&config, meta.clone(), admin_password).await?;
     registry.set_auditor(access.auditor().clone());
     let stop_jobs = berth_jobs::CancellationToken::new();
     let jobs = spawn_jobs(&config, meta, &registry, &access, stop_jobs.clone());
@@ -192,7 +199,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Opens identity and access, and creates the system admin on first start:
 /// with `BERTH_ADMIN_PASSWORD`, or a generated password printed once.
-async fn open_access(config: &Config, meta: MetaStore) -> anyhow::Result<Access> {
+async fn open_access(
+    config: &Config,
+    meta: MetaStore,
+    admin_password: AdminPassword,
+) -> anyhow::Result<Access> {
     let auth = &config.auth;
     let settings = AccessSettings {
         service: auth.service.clone(),
@@ -240,9 +251,8 @@ async fn open_access(config: &Config, meta: MetaStore) -> anyhow::Result<Access>
     let access = Access::open(meta, settings)
         .await
         .context("opening identity and access")?;
-    let password = std::env::var("BERTH_ADMIN_PASSWORD").ok();
     if let Some(generated) = access
-        .bootstrap_admin(password.as_deref())
+        .bootstrap_admin_with(admin_password)
         .await
         .context("creating the system admin")?
     {
@@ -251,6 +261,15 @@ async fn open_access(config: &Config, meta: MetaStore) -> anyhow::Result<Access>
         println!("berth: this password is shown once; change it or keep it safe");
     }
     Ok(access)
+}
+
+/// Whether the metadata database does not exist yet: a SQLite file that is
+/// not there. PostgreSQL cannot tell without connecting; it says no.
+fn first_start(metadata_url: &str) -> bool {
+    metadata_url.strip_prefix("sqlite://").is_some_and(|rest| {
+        let path = rest.split('?').next().unwrap_or(rest);
+        !std::path::Path::new(path).exists()
+    })
 }
 
 /// Starts this node's job runner: the upload reaper, once per interval in

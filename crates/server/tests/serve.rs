@@ -433,3 +433,55 @@ fn sigterm_lets_in_flight_requests_finish() {
         assert!(status.is_some_and(|s| s.success()), "{status:?}");
     });
 }
+
+/// A first start refuses a `BERTH_ADMIN_PASSWORD` too weak to be a
+/// password (the hash is started early, the check still comes first) and
+/// says which variable; a restart, with the admin already there, ignores
+/// the variable.
+#[test]
+fn a_weak_admin_password_stops_a_first_start_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = |password: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("BERTH_ADMIN_PASSWORD", password)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run berth serve")
+    };
+    let refused = serve("abc");
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("BERTH_ADMIN_PASSWORD"), "{stderr}");
+
+    let mut good = Berth::launch(&data, Launch::default());
+    assert!(good.stop().is_some_and(|s| s.success()));
+    let restarted = Berth::launch(
+        &data,
+        Launch {
+            envs: &[("BERTH_ADMIN_PASSWORD".into(), "abc".into())],
+            ..Launch::default()
+        },
+    );
+    let basic = |password: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN_USER}:{password}"))
+        )
+    };
+    let v2 = |password: &str| {
+        http(
+            "GET",
+            &format!("{}/v2/", restarted.url),
+            &[("Authorization", &basic(password))],
+            None,
+        )
+        .status
+    };
+    // The admin of the first start, not the variable's value.
+    assert_eq!(v2(ADMIN_PASSWORD), 200);
+    assert_eq!(v2("abc"), 401);
+}

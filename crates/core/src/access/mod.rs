@@ -15,6 +15,7 @@
 //! - [`audit`]: write-behind audit log.
 
 mod audit;
+mod bootstrap;
 mod check;
 mod directory;
 mod keys;
@@ -36,6 +37,7 @@ pub use berth_auth::{
     BearerError, Credentials, Principal, Scope, ScopeAction, ScopeTarget, TokenResponse,
     bearer_challenge, parse_authorization, parse_scopes, project_of,
 };
+pub use bootstrap::AdminPassword;
 pub use check::Caller;
 pub use directory::LdapSettings;
 pub use limiter::LoginLimits;
@@ -163,54 +165,6 @@ impl Access {
     /// Writes what the audit writer still holds (at shutdown).
     pub async fn flush_audit(&self) {
         self.inner.audit.flush().await;
-    }
-
-    /// Creates the system admin `admin` on first start. Returns the
-    /// password when one was generated (to print once); `None` when the
-    /// account existed or `password` was given.
-    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Option<String>> {
-        let meta = &self.inner.meta;
-        if meta.user_by_name("admin").await?.is_some() {
-            return Ok(None);
-        }
-        let (password, generated) = match password {
-            Some(p) => {
-                berth_auth::check_new_password(p)
-                    .map_err(|e| Error::Invalid(format!("BERTH_ADMIN_PASSWORD: {e}")))?;
-                (p.to_string(), false)
-            }
-            None => {
-                let secret =
-                    berth_auth::secret::generate(berth_auth::SecretKind::PersonalAccessToken);
-                // Shorter than a token, still ~190 bits from the CSPRNG.
-                let text = secret.plaintext.expose()[10..42].to_string();
-                (text, true)
-            }
-        };
-        let hash = self.hash_password(&password).await?;
-        let mut tx = meta.begin_identity().await?;
-        let created = tx
-            .insert_user(berth_meta::NewUser {
-                name: "admin",
-                email: None,
-                source: "local",
-                external_id: None,
-                password_hash: Some(&hash),
-                system_admin: true,
-            })
-            .await?;
-        tx.commit().await?;
-        if created.is_none() {
-            // Another node created it first.
-            return Ok(None);
-        }
-        self.inner.audit.record(AuditEvent::system(
-            "user.create",
-            "user/admin",
-            None,
-            "bootstrap system admin",
-        ));
-        Ok(generated.then_some(password))
     }
 
     /// argon2id on a blocking thread (it takes tens of milliseconds).
