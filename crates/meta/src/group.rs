@@ -110,7 +110,14 @@ impl GroupWriter {
             None => {
                 let mut conn = self.pool.acquire().await?;
                 // One round trip to the connection's thread for both.
-                conn.execute("BEGIN IMMEDIATE; SAVEPOINT member").await?;
+                if let Err(e) = conn.execute("BEGIN IMMEDIATE; SAVEPOINT member").await {
+                    // Never hand the pool a connection left inside a
+                    // transaction (the BEGIN may have run).
+                    if conn.execute("ROLLBACK").await.is_err() {
+                        let _ = conn.close().await;
+                    }
+                    return Err(e.into());
+                }
                 guard.open = Some(Open {
                     conn,
                     batch: Arc::new(Batch {
