@@ -153,8 +153,9 @@ impl Registry {
         locked.push(digest.as_str());
         locked.extend(subject.as_ref().map(|s| s.as_str()));
         tx.lock_digests(&locked, false).await?;
-        for r in &refs {
-            match tx.ref_size(repo, r).await? {
+        let sizes = tx.ref_sizes(repo, &refs).await?;
+        for (r, size) in refs.iter().zip(sizes) {
+            match size {
                 None => {
                     return Err(Error::ManifestBlobUnknown {
                         field: r.field.clone(),

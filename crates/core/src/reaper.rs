@@ -5,7 +5,7 @@
 //! session at the moment it is reaped:
 //! - a session is deleted only if its `updated_at` is still the value the
 //!   reaper read, and every chunk and finishing `PUT` first moves
-//!   `updated_at` (`MetaStore::keep_upload_alive`), so whichever commits
+//!   `updated_at` (`Tx::keep_upload_alive`), so whichever commits
 //!   first wins: the client's request answers `BLOB_UPLOAD_UNKNOWN` before
 //!   writing a byte, or the reaper leaves the session alone;
 //! - only the node whose delete removed the row removes the bytes;

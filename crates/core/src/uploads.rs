@@ -233,9 +233,14 @@ impl Registry {
         // Touching the session checks it is in `repo` and tells the reaper it
         // is in use; one the reaper already took is unknown before any byte
         // is written (see reaper.rs).
-        if !berth_storage::valid_upload_id(id)
-            || !self.inner.meta.keep_upload_alive(repo.as_str(), id).await?
-        {
+        if !berth_storage::valid_upload_id(id) {
+            return Err(Error::UploadUnknown(id.to_string()));
+        }
+        // A transaction of its own (shared with other writers' commits).
+        let mut tx = self.inner.meta.begin().await?;
+        let alive = tx.keep_upload_alive(repo, id).await?;
+        tx.commit().await?;
+        if !alive {
             return Err(Error::UploadUnknown(id.to_string()));
         }
         let mut state = self.inner.uploads.slot(id).lock_owned().await;

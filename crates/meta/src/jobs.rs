@@ -525,20 +525,6 @@ impl MetaStore {
             .await?;
         Ok(done.rows_affected() == 1)
     }
-
-    /// Marks a session of `repo` as in use now, so a reaper leaves it alone.
-    /// False when there is no such session (any more): a reaper may have
-    /// deleted it, so its bytes must not be written to.
-    pub async fn keep_upload_alive(&self, repo: &str, id: &str) -> Result<bool> {
-        let (write, _) = self.pools();
-        let done = sqlx::query("UPDATE uploads SET updated_at = $3 WHERE id = $1 AND repo = $2")
-            .bind(id)
-            .bind(repo)
-            .bind(now_millis())
-            .execute(write)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
 }
 
 fn job_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {

@@ -3,7 +3,11 @@
 //! commit (`group`); on PostgreSQL a transaction of its own.
 
 use berth_oci::{Digest, ManifestRef, RefKind, RepoName, Tag};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+
+/// References per statement when a manifest's are read or written at once
+/// (well under SQLite's and PostgreSQL's limits on bound parameters).
+const REFS_PER_STATEMENT: usize = 500;
 
 use crate::group::{GroupTx, PreCommit};
 use crate::{Result, now_millis};
@@ -172,6 +176,59 @@ impl Tx {
             .map(|s| s as u64))
     }
 
+    /// [`Tx::ref_size`] of every reference, in order: one query per kind
+    /// (per 500 references) instead of one per reference, as a manifest
+    /// push checks them all.
+    pub async fn ref_sizes(
+        &mut self,
+        repo: &RepoName,
+        refs: &[ManifestRef],
+    ) -> Result<Vec<Option<u64>>> {
+        let mut found: std::collections::HashMap<(bool, &str), u64> =
+            std::collections::HashMap::new();
+        for kind in [RefKind::Blob, RefKind::Manifest] {
+            let digests: Vec<&str> = refs
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| r.digest.as_str())
+                .collect();
+            for chunk in digests.chunks(REFS_PER_STATEMENT) {
+                let list = (0..chunk.len())
+                    .map(|i| format!("${}", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = match kind {
+                    RefKind::Blob => format!(
+                        "SELECT l.digest, b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest \
+                         WHERE l.repo = $1 AND l.digest IN ({list})"
+                    ),
+                    RefKind::Manifest => format!(
+                        "SELECT digest, size FROM manifests WHERE repo = $1 AND digest IN ({list})"
+                    ),
+                };
+                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(repo.as_str());
+                for d in chunk {
+                    query = query.bind(*d);
+                }
+                for row in query.fetch_all(self.conn()).await? {
+                    let digest: String = row.try_get(0)?;
+                    let size: i64 = row.try_get(1)?;
+                    if let Some(d) = chunk.iter().find(|d| **d == digest) {
+                        found.insert((kind == RefKind::Blob, d), size as u64);
+                    }
+                }
+            }
+        }
+        Ok(refs
+            .iter()
+            .map(|r| {
+                found
+                    .get(&(r.kind == RefKind::Blob, r.digest.as_str()))
+                    .copied()
+            })
+            .collect())
+    }
+
     /// Inserts a manifest and its references; a manifest already present with
     /// the same digest is left as it is (same digest, same bytes).
     pub async fn insert_manifest(&mut self, repo: &RepoName, m: NewManifest<'_>) -> Result<()> {
@@ -194,21 +251,27 @@ impl Tx {
         if inserted.rows_affected() == 0 {
             return Ok(());
         }
-        for r in m.refs {
-            let kind = match r.kind {
-                RefKind::Blob => "blob",
-                RefKind::Manifest => "manifest",
-            };
-            sqlx::query(
-                "INSERT INTO manifest_refs (repo, manifest_digest, child_digest, kind) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(repo.as_str())
-            .bind(m.digest.as_str())
-            .bind(r.digest.as_str())
-            .bind(kind)
-            .execute(self.conn())
-            .await?;
+        // One statement per 500 references, not one per reference.
+        for chunk in m.refs.chunks(REFS_PER_STATEMENT) {
+            let values = (0..chunk.len())
+                .map(|i| format!("($1, $2, ${}, ${})", 2 * i + 3, 2 * i + 4))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO manifest_refs (repo, manifest_digest, child_digest, kind) VALUES {values} \
+                 ON CONFLICT DO NOTHING"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(repo.as_str())
+                .bind(m.digest.as_str());
+            for r in chunk {
+                let kind = match r.kind {
+                    RefKind::Blob => "blob",
+                    RefKind::Manifest => "manifest",
+                };
+                query = query.bind(r.digest.as_str()).bind(kind);
+            }
+            query.execute(self.conn()).await?;
         }
         Ok(())
     }
@@ -270,6 +333,19 @@ impl Tx {
         .execute(self.conn())
         .await?;
         Ok(())
+    }
+
+    /// Marks a session of `repo` as in use now, so a reaper leaves it alone.
+    /// False when there is no such session (any more): a reaper may have
+    /// deleted it, so its bytes must not be written to.
+    pub async fn keep_upload_alive(&mut self, repo: &RepoName, id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE uploads SET updated_at = $3 WHERE id = $1 AND repo = $2")
+            .bind(id)
+            .bind(repo.as_str())
+            .bind(now_millis())
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn touch_upload(&mut self, id: &str) -> Result<()> {

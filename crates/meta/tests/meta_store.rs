@@ -219,19 +219,71 @@ async fn ref_size_resolves_blobs_and_manifests(s: &MetaStore) {
         ("unknown", &r, &unknown, RefKind::Blob, None),
     ];
     let mut tx = s.begin().await.unwrap();
-    for (name, in_repo, d, kind, want) in cases {
+    for (name, in_repo, d, kind, want) in &cases {
         let reference = ManifestRef {
-            digest: d.clone(),
-            kind,
+            digest: (*d).clone(),
+            kind: *kind,
             size: 0,
             field: "x".into(),
         };
         assert_eq!(
             tx.ref_size(in_repo, &reference).await.unwrap(),
-            want,
+            *want,
             "{name}"
         );
     }
+    // All of `r`'s cases at once, in order, with a repeated reference and
+    // more references than one statement takes (500).
+    let mut refs = Vec::new();
+    let mut want = Vec::new();
+    for (_, in_repo, d, kind, w) in cases.iter().filter(|c| c.1 == &r) {
+        assert_eq!(*in_repo, &r);
+        refs.push(ManifestRef {
+            digest: (*d).clone(),
+            kind: *kind,
+            size: 0,
+            field: "x".into(),
+        });
+        want.push(*w);
+    }
+    for i in 0..600 {
+        let (d, w) = if i % 2 == 0 {
+            (linked.clone(), Some(7))
+        } else {
+            (digest(&format!("suite-refsize-absent-{i}")), None)
+        };
+        refs.push(ManifestRef {
+            digest: d,
+            kind: RefKind::Blob,
+            size: 0,
+            field: "x".into(),
+        });
+        want.push(w);
+    }
+    assert_eq!(tx.ref_sizes(&r, &refs).await.unwrap(), want);
+}
+
+/// A manifest with more references than one statement takes (500), one of
+/// them repeated: every distinct reference is stored once.
+async fn many_references_are_stored_in_batches(s: &MetaStore) {
+    let r = repo("suite-manyrefs/app");
+    let mut m = M::new("suite-manyrefs-index");
+    for i in 0..600 {
+        m.refs.push(ManifestRef {
+            digest: digest(&format!("suite-manyrefs-child-{i}")),
+            kind: if i % 3 == 0 {
+                RefKind::Manifest
+            } else {
+                RefKind::Blob
+            },
+            size: 1,
+            field: format!("manifests[{i}]"),
+        });
+    }
+    m.refs.push(m.refs[7].clone());
+    let before = count(s, "manifest_refs").await;
+    insert_manifest(s, &r, &m).await;
+    assert_eq!(count(s, "manifest_refs").await - before, 600);
 }
 
 async fn insert_manifest_is_idempotent(s: &MetaStore) {
@@ -658,6 +710,7 @@ mod sqlite {
         repositories_are_created_once,
         blobs_link_and_unlink,
         ref_size_resolves_blobs_and_manifests,
+        many_references_are_stored_in_batches,
         insert_manifest_is_idempotent,
         set_tag_moves_a_tag,
         delete_tag_keeps_the_manifest,
@@ -677,6 +730,7 @@ mod sqlite {
         super::repositories_are_created_once(&s).await;
         super::blobs_link_and_unlink(&s).await;
         super::ref_size_resolves_blobs_and_manifests(&s).await;
+        super::many_references_are_stored_in_batches(&s).await;
         super::insert_manifest_is_idempotent(&s).await;
         super::set_tag_moves_a_tag(&s).await;
         super::delete_tag_keeps_the_manifest(&s).await;
@@ -697,6 +751,7 @@ mod postgres {
         repositories_are_created_once,
         blobs_link_and_unlink,
         ref_size_resolves_blobs_and_manifests,
+        many_references_are_stored_in_batches,
         insert_manifest_is_idempotent,
         set_tag_moves_a_tag,
         delete_tag_keeps_the_manifest,
