@@ -193,11 +193,15 @@ impl GroupTx {
             if let Some(result) = outcome.borrow_and_update().clone() {
                 return result.map_err(Error::CommitFailed);
             }
-            if tokio::time::timeout(STALL_CHECK, outcome.changed())
-                .await
-                .is_err()
-            {
-                self.writer.close(&batch).await;
+            match tokio::time::timeout(STALL_CHECK, outcome.changed()).await {
+                Ok(Ok(())) => {}
+                // Only a batch that was dropped unfinished ends like this.
+                Ok(Err(_)) => {
+                    return Err(Error::CommitFailed(
+                        "the batch ended without committing".into(),
+                    ));
+                }
+                Err(_) => self.writer.close(&batch).await,
             }
         }
     }

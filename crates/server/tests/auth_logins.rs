@@ -14,18 +14,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Berth, require_tool, run_status, unique};
+use common::{Berth, require_tool, run_status, service_env, unique};
 use serde_json::{Value, json};
 
 const ADMIN_PASSWORD: &str = "auth-logins-admin";
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: run scripts/start-services.sh and source target/test-services.env"
-        )
-    })
-}
 
 /// A Berth with LDAP, OIDC and a workload rule configured.
 fn start(dir: &Path) -> Berth {
@@ -33,27 +25,12 @@ fn start(dir: &Path) -> Berth {
 }
 
 fn start_with(dir: &Path, extra_env: &[(&str, &str)]) -> Berth {
-    let base = env("BERTH_TEST_LDAP_BASE_DN");
+    let base = service_env("BERTH_TEST_LDAP_BASE_DN");
     let config = format!(
         r#"
 [auth]
 ldap_admin_group_dn = "cn=admins,ou=groups,{base}"
-
-[auth.ldap]
-url = "{ldap}"
-start_tls = true
-ca_file = "{ca}"
-bind_dn = "{bind_dn}"
-bind_password = "{bind_pw}"
-user_base_dn = "ou=people,{base}"
-group_base_dn = "ou=groups,{base}"
-
-[auth.oidc]
-issuer_url = "{issuer}"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-redirect_url = "{redirect}"
-admin_group = "registry-admins"
+{directory_and_provider}admin_group = "registry-admins"
 scopes = ["openid", "profile", "email", "groups", "offline_access"]
 
 [[auth.workload]]
@@ -64,15 +41,9 @@ robot = "robot$team-ci+deploy"
 repository = "team-a/app"
 ref = "refs/heads/main"
 "#,
-        ldap = env("BERTH_TEST_LDAP_URL"),
-        ca = env("BERTH_TEST_LDAP_CA"),
-        bind_dn = env("BERTH_TEST_LDAP_BIND_DN"),
-        bind_pw = env("BERTH_TEST_LDAP_BIND_PASSWORD"),
-        issuer = env("BERTH_TEST_OIDC_ISSUER"),
-        client_id = env("BERTH_TEST_OIDC_CLIENT_ID"),
-        client_secret = env("BERTH_TEST_OIDC_CLIENT_SECRET"),
-        redirect = env("BERTH_TEST_OIDC_REDIRECT_URL"),
-        ci_client = env("BERTH_TEST_OIDC_CI_CLIENT_ID"),
+        directory_and_provider = common::directory_and_provider_config(),
+        issuer = service_env("BERTH_TEST_OIDC_ISSUER"),
+        ci_client = service_env("BERTH_TEST_OIDC_CI_CLIENT_ID"),
     );
     let path = dir.join("berth.toml");
     std::fs::write(&path, config).unwrap();
@@ -277,7 +248,7 @@ fn docker_works_with_every_kind_of_credential_and_the_audit_log_records_it() {
     );
     // LDAP: bob is in `developers`, which is inside `platform`; only
     // `platform` gets a role, so bob's access comes through nesting.
-    let base = env("BERTH_TEST_LDAP_BASE_DN");
+    let base = service_env("BERTH_TEST_LDAP_BASE_DN");
     admin.ok(
         "POST",
         "/projects/team/members",
@@ -492,8 +463,8 @@ fn oidc_browser_login_opens_a_session_with_groups_and_admin_right() {
     let berth = start(dir.path());
     let (dana_session, body) = oidc_session(
         &berth,
-        &env("BERTH_TEST_OIDC_ADMIN_USER"),
-        &env("BERTH_TEST_OIDC_ADMIN_PASSWORD"),
+        &service_env("BERTH_TEST_OIDC_ADMIN_USER"),
+        &service_env("BERTH_TEST_OIDC_ADMIN_PASSWORD"),
     );
     assert_eq!(body["system_admin"], json!(true), "{body}");
     let b = browser();
@@ -507,7 +478,11 @@ fn oidc_browser_login_opens_a_session_with_groups_and_admin_right() {
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(me["name"], json!(env("BERTH_TEST_OIDC_ADMIN_USER")), "{me}");
+    assert_eq!(
+        me["name"],
+        json!(service_env("BERTH_TEST_OIDC_ADMIN_USER")),
+        "{me}"
+    );
     assert!(me["groups"].to_string().contains("team-a"), "{me}");
 
     // Refresh renews the session through the provider.
@@ -528,8 +503,8 @@ fn oidc_browser_login_opens_a_session_with_groups_and_admin_right() {
     // the user makes a personal access token for `docker login`.
     let (erin_session, body) = oidc_session(
         &berth,
-        &env("BERTH_TEST_OIDC_USER"),
-        &env("BERTH_TEST_OIDC_USER_PASSWORD"),
+        &service_env("BERTH_TEST_OIDC_USER"),
+        &service_env("BERTH_TEST_OIDC_USER_PASSWORD"),
     );
     assert_eq!(body["system_admin"], json!(false));
     let pat = b
@@ -546,7 +521,7 @@ fn oidc_browser_login_opens_a_session_with_groups_and_admin_right() {
     let secret = pat["secret"].as_str().unwrap();
     let v2 = b
         .get(format!("{}/v2/", berth.url))
-        .basic_auth(env("BERTH_TEST_OIDC_USER"), Some(secret))
+        .basic_auth(service_env("BERTH_TEST_OIDC_USER"), Some(secret))
         .send()
         .unwrap();
     assert_eq!(v2.status(), 200, "the OIDC user's token works on /v2");
@@ -575,10 +550,10 @@ fn oidc_browser_login_opens_a_session_with_groups_and_admin_right() {
 /// A CI pipeline's ID token from the provider (authorization code flow of
 /// the CI client, as a CI system's identity service would hold it).
 fn ci_id_token(user: &str, password: &str) -> String {
-    let issuer = env("BERTH_TEST_OIDC_ISSUER");
-    let client_id = env("BERTH_TEST_OIDC_CI_CLIENT_ID");
-    let secret = env("BERTH_TEST_OIDC_CI_CLIENT_SECRET");
-    let redirect = env("BERTH_TEST_OIDC_CI_REDIRECT_URL");
+    let issuer = service_env("BERTH_TEST_OIDC_ISSUER");
+    let client_id = service_env("BERTH_TEST_OIDC_CI_CLIENT_ID");
+    let secret = service_env("BERTH_TEST_OIDC_CI_CLIENT_SECRET");
+    let redirect = service_env("BERTH_TEST_OIDC_CI_REDIRECT_URL");
     let verifier = unique("verifier-verifier-verifier-verifier-0123456789");
     let challenge = {
         use base64::Engine;
@@ -644,8 +619,8 @@ fn a_pipelines_id_token_logs_in_as_its_robot() {
     assert_eq!(robot["name"], json!("robot$team-ci+deploy"));
 
     let main = ci_id_token(
-        &env("BERTH_TEST_OIDC_CI_USER"),
-        &env("BERTH_TEST_OIDC_CI_PASSWORD"),
+        &service_env("BERTH_TEST_OIDC_CI_USER"),
+        &service_env("BERTH_TEST_OIDC_CI_PASSWORD"),
     );
     let mut docker = Docker::new();
     let addr = berth.addr.clone();
@@ -662,8 +637,8 @@ fn a_pipelines_id_token_logs_in_as_its_robot() {
 
     // A fork's pipeline token matches no rule.
     let fork = ci_id_token(
-        &env("BERTH_TEST_OIDC_CI_FORK_USER"),
-        &env("BERTH_TEST_OIDC_CI_FORK_PASSWORD"),
+        &service_env("BERTH_TEST_OIDC_CI_FORK_USER"),
+        &service_env("BERTH_TEST_OIDC_CI_FORK_PASSWORD"),
     );
     let (ok, text) = docker.login(&addr, "robot$team-ci+deploy", &fork);
     assert!(!ok, "fork token: {text}");
@@ -821,12 +796,12 @@ fn the_directory_check_and_the_settings_answer_from_the_real_servers() {
     let settings: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
         settings["auth"]["ldap"]["url"],
-        json!(env("BERTH_TEST_LDAP_URL"))
+        json!(service_env("BERTH_TEST_LDAP_URL"))
     );
     assert_eq!(settings["auth"]["ldap"]["bind_password_set"], json!(true));
     assert_eq!(
         settings["auth"]["oidc"]["issuer_url"],
-        json!(env("BERTH_TEST_OIDC_ISSUER"))
+        json!(service_env("BERTH_TEST_OIDC_ISSUER"))
     );
     assert_eq!(settings["auth"]["oidc"]["client_secret_set"], json!(true));
     assert_eq!(
@@ -834,8 +809,8 @@ fn the_directory_check_and_the_settings_answer_from_the_real_servers() {
         json!("robot$team-ci+deploy")
     );
     for secret in [
-        env("BERTH_TEST_LDAP_BIND_PASSWORD"),
-        env("BERTH_TEST_OIDC_CLIENT_SECRET"),
+        service_env("BERTH_TEST_LDAP_BIND_PASSWORD"),
+        service_env("BERTH_TEST_OIDC_CLIENT_SECRET"),
         ADMIN_PASSWORD.to_string(),
     ] {
         assert!(!text.contains(&secret), "a secret in the settings: {text}");

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Berth, digest_of};
+use common::{Berth, digest_of, service_env};
 use serde_json::{Value, json};
 
 const ADMIN_PASSWORD: &str = "authz-matrix-admin-1";
@@ -1932,8 +1932,10 @@ fn run_v1(m: &mut Matrix, w: &World) {
             let v = r.json();
             if r.status == 200
                 && (v["auth"]["ldap"]["bind_password_set"] != true
-                    || r.text().contains(&env("BERTH_TEST_LDAP_BIND_PASSWORD"))
-                    || r.text().contains(&env("BERTH_TEST_OIDC_CLIENT_SECRET")))
+                    || r.text()
+                        .contains(&service_env("BERTH_TEST_LDAP_BIND_PASSWORD"))
+                    || r.text()
+                        .contains(&service_env("BERTH_TEST_OIDC_CLIENT_SECRET")))
             {
                 seen.bad = Some(format!("settings wrong or leaking a secret: {}", r.text()));
             }
@@ -2006,7 +2008,7 @@ fn run_sessions(m: &mut Matrix, w: &World) {
     );
     plain_session_row(m, w, "POST", "/api/v1/auth/logout", EVERYBODY, &[204]);
     // Anybody may begin an OIDC login: it only redirects to the provider.
-    let issuer = env("BERTH_TEST_OIDC_ISSUER");
+    let issuer = service_env("BERTH_TEST_OIDC_ISSUER");
     m.row("GET /api/v1/auth/oidc/login", allowed(EVERYBODY), |who| {
         let r = w.send(
             w.basic_of(who).as_deref(),
@@ -2100,47 +2102,12 @@ fn plain_session_row(
     });
 }
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: run scripts/start-services.sh and source target/test-services.env"
-        )
-    })
-}
-
 /// LDAP and OIDC configured (slapd and the idpyoidc provider that
 /// `scripts/start-services.sh` runs), so that the directory check and the
 /// browser login endpoints answer for real.
 fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let base = env("BERTH_TEST_LDAP_BASE_DN");
-    let config = format!(
-        r#"
-[auth.ldap]
-url = "{ldap}"
-start_tls = true
-ca_file = "{ca}"
-bind_dn = "{bind_dn}"
-bind_password = "{bind_pw}"
-user_base_dn = "ou=people,{base}"
-group_base_dn = "ou=groups,{base}"
-
-[auth.oidc]
-issuer_url = "{issuer}"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-redirect_url = "{redirect}"
-"#,
-        ldap = env("BERTH_TEST_LDAP_URL"),
-        ca = env("BERTH_TEST_LDAP_CA"),
-        bind_dn = env("BERTH_TEST_LDAP_BIND_DN"),
-        bind_pw = env("BERTH_TEST_LDAP_BIND_PASSWORD"),
-        issuer = env("BERTH_TEST_OIDC_ISSUER"),
-        client_id = env("BERTH_TEST_OIDC_CLIENT_ID"),
-        client_secret = env("BERTH_TEST_OIDC_CLIENT_SECRET"),
-        redirect = env("BERTH_TEST_OIDC_REDIRECT_URL"),
-    );
     let path = dir.join("berth.toml");
-    std::fs::write(&path, config).expect("config file");
+    std::fs::write(&path, common::directory_and_provider_config()).expect("config file");
     path
 }
 

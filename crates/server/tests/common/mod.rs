@@ -589,3 +589,36 @@ pub fn login_with_stdin(mut cmd: Command, password: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `[auth.ldap]` (slapd over StartTLS) and `[auth.oidc]` (the idpyoidc
+/// provider) for the servers `scripts/start-services.sh` runs. The text
+/// ends inside `[auth.oidc]`, so a caller may append more of its keys.
+pub fn directory_and_provider_config() -> String {
+    let base = service_env("BERTH_TEST_LDAP_BASE_DN");
+    format!(
+        r#"
+[auth.ldap]
+url = "{ldap}"
+start_tls = true
+ca_file = "{ca}"
+bind_dn = "{bind_dn}"
+bind_password = "{bind_pw}"
+user_base_dn = "ou=people,{base}"
+group_base_dn = "ou=groups,{base}"
+
+[auth.oidc]
+issuer_url = "{issuer}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+redirect_url = "{redirect}"
+"#,
+        ldap = service_env("BERTH_TEST_LDAP_URL"),
+        ca = service_env("BERTH_TEST_LDAP_CA"),
+        bind_dn = service_env("BERTH_TEST_LDAP_BIND_DN"),
+        bind_pw = service_env("BERTH_TEST_LDAP_BIND_PASSWORD"),
+        issuer = service_env("BERTH_TEST_OIDC_ISSUER"),
+        client_id = service_env("BERTH_TEST_OIDC_CLIENT_ID"),
+        client_secret = service_env("BERTH_TEST_OIDC_CLIENT_SECRET"),
+        redirect = service_env("BERTH_TEST_OIDC_REDIRECT_URL"),
+    )
+}
