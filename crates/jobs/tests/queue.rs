@@ -382,7 +382,14 @@ impl Worker for Flaky {
 
 async fn failures_back_off_then_succeed(db: &Db) {
     let meta = db.open().await;
-    let runner = Runner::new(meta.clone(), "node", fast_config()).with_worker(Flaky {
+    // A backoff long enough that "not claimable during the backoff" holds
+    // on a loaded machine (at 50 ms it once did not, under a full CI run).
+    let config = RunnerConfig {
+        backoff_base: Duration::from_millis(500),
+        backoff_max: Duration::from_secs(1),
+        ..fast_config()
+    };
+    let runner = Runner::new(meta.clone(), "node", config).with_worker(Flaky {
         kind: "flaky",
         failures: 2,
         calls: Arc::default(),
@@ -397,7 +404,7 @@ async fn failures_back_off_then_succeed(db: &Db) {
     assert_eq!(row.status, JobStatus::Queued, "{row:?}");
     assert_eq!(row.attempts, 1);
     assert_eq!(row.last_error.as_deref(), Some("boom 1"));
-    assert!(row.not_before >= before + 50, "backoff: {row:?}");
+    assert!(row.not_before >= before + 500, "backoff: {row:?}");
     let s = status.get("flaky").unwrap();
     assert_eq!((s.runs, s.failures, s.consecutive_errors), (1, 1, 1));
     assert_eq!(s.last_error.as_deref(), Some("boom 1"));
