@@ -1597,3 +1597,106 @@ fn the_admin_cli_manages_users_projects_and_robots() {
     stdout_ok(&admin_cli(&berth, &["users", "delete", "bob"], &[]));
     api.fails(As::Basic("bob", "bob-password-1"), "GET", "/me", None, 401);
 }
+
+/// Audit forwarding: every event also goes, as one JSON line, to the file
+/// `BERTH_AUTH_AUDIT_FILE` names and, in an RFC 5424 message (facility
+/// "log audit"), to the syslog socket `BERTH_AUTH_AUDIT_SYSLOG` names (here
+/// a datagram socket the test listens on, as `/dev/log` would be).
+#[test]
+fn audit_events_are_forwarded_to_a_file_and_syslog() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let socket_path = dir.path().join("log.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let berth = Berth::start_env(
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+        &[],
+        &[
+            (
+                "BERTH_AUTH_AUDIT_FILE".into(),
+                file.to_str().unwrap().into(),
+            ),
+            (
+                "BERTH_AUTH_AUDIT_SYSLOG".into(),
+                socket_path.to_str().unwrap().into(),
+            ),
+        ],
+    );
+    let api = Api::new(&berth);
+    api.ok(
+        ADMIN,
+        "POST",
+        "/projects",
+        Some(json!({"name": "forwarded", "public": false})),
+    );
+    api.fails(
+        As::Basic("admin", "not-the-password"),
+        "GET",
+        "/me",
+        None,
+        401,
+    );
+
+    // The file: JSON lines, written behind the database (poll).
+    let wanted = |e: &Value| {
+        (e["action"] == json!("project.create") && e["actor"] == json!("admin"))
+            || (e["action"] == json!("login") && e["result"] == json!("failure"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events: Vec<Value> = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let events: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        if events.iter().filter(|e| wanted(e)).count() >= 2 || std::time::Instant::now() > deadline
+        {
+            break events;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        events.iter().filter(|e| wanted(e)).count(),
+        2,
+        "the file holds the project creation and the failed login: {events:?}"
+    );
+    let created = events
+        .iter()
+        .find(|e| e["action"] == json!("project.create"))
+        .unwrap();
+    assert_eq!(created["result"], json!("success"));
+    assert!(created["time_ms"].as_i64().unwrap() > 0);
+    assert!(
+        !std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("not-the-password"),
+        "no password in the audit trail"
+    );
+
+    // Syslog: the same events, one datagram each.
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while !(seen
+        .iter()
+        .any(|m: &String| m.contains("\"project.create\""))
+        && seen
+            .iter()
+            .any(|m| m.contains("\"login\"") && m.contains("\"failure\"")))
+    {
+        let n = socket.recv(&mut buf).expect("a syslog message within 10 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let message = seen
+        .iter()
+        .find(|m| m.contains("\"project.create\""))
+        .unwrap();
+    assert!(
+        message.starts_with("<110>1 ") && message.contains(" berth - audit - {"),
+        "{message}"
+    );
+    assert!(seen.iter().all(|m| !m.contains("not-the-password")));
+}
