@@ -156,10 +156,8 @@ enum Engine {
 
 impl Engine {
     fn of(url: &str) -> Result<Engine> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            Ok(Engine::Sqlite(PathBuf::from(
-                path.split('?').next().unwrap_or(path),
-            )))
+        if let Some(path) = crate::sqlite_path(url) {
+            Ok(Engine::Sqlite(path.to_path_buf()))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Engine::Postgres(url.to_string()))
         } else {

@@ -1058,28 +1058,11 @@ impl IdentityTx {
         // 9 parameters a row: well under SQLite's and PostgreSQL's limits.
         const ROWS: usize = 100;
         for chunk in entries.chunks(ROWS) {
-            let mut sql = String::from(
+            let sql = format!(
                 "INSERT INTO audit_log (occurred_at, actor, actor_kind, action, resource, project, \
-                 result, source_addr, details) VALUES ",
+                 result, source_addr, details) VALUES {}",
+                crate::values_rows(chunk.len(), 9)
             );
-            for i in 0..chunk.len() {
-                let b = i * 9;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9
-                ));
-            }
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for e in chunk {
                 query = query

@@ -60,10 +60,55 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// `($1, …, $k), ($k+1, …)`: the placeholders of a multi-row `VALUES` of
+/// `rows` rows of `columns` values each.
+pub(crate) fn values_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The database file a `sqlite://PATH[?options]` URL names; `None` for
+/// any other URL.
+pub fn sqlite_path(url: &str) -> Option<&std::path::Path> {
+    let rest = url.strip_prefix("sqlite://")?;
+    Some(std::path::Path::new(rest.split('?').next().unwrap_or(rest)))
+}
+
 /// Milliseconds since the Unix epoch, the unit of every timestamp column.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_path("sqlite:///data/meta.db?mode=rwc"),
+            Some(std::path::Path::new("/data/meta.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite://meta.db"),
+            Some(std::path::Path::new("meta.db"))
+        );
+        assert_eq!(sqlite_path("postgres://u:p@h/db?sslmode=require"), None);
+    }
+
+    #[test]
+    fn values_rows_number_placeholders_row_by_row() {
+        assert_eq!(values_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_rows(1, 1), "($1)");
+    }
 }

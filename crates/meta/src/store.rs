@@ -164,8 +164,8 @@ impl MetaStore {
 
     /// Opens the store a URL names: `sqlite://PATH` or `postgres://…`.
     pub async fn open(url: &str) -> Result<MetaStore> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            MetaStore::open_sqlite(Path::new(path.split('?').next().unwrap_or(path))).await
+        if let Some(path) = crate::sqlite_path(url) {
+            MetaStore::open_sqlite(path).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             MetaStore::open_postgres(url).await
         } else {

@@ -5,12 +5,12 @@
 use berth_oci::{Digest, ManifestRef, RefKind, RepoName, Tag};
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
+use crate::group::{GroupTx, PreCommit};
+use crate::{Result, now_millis, values_rows};
+
 /// References per statement when a manifest's are read or written at once
 /// (well under SQLite's and PostgreSQL's limits on bound parameters).
 const REFS_PER_STATEMENT: usize = 500;
-
-use crate::group::{GroupTx, PreCommit};
-use crate::{Result, now_millis};
 
 pub struct Tx(Inner);
 
@@ -155,38 +155,20 @@ impl Tx {
         Ok(row.is_some())
     }
 
-    /// Size of what a manifest reference points at in `repo`: a linked blob
-    /// or a manifest. `None` when it is not there.
-    pub async fn ref_size(&mut self, repo: &RepoName, r: &ManifestRef) -> Result<Option<u64>> {
-        let sql = match r.kind {
-            RefKind::Blob => {
-                "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest \
-                 WHERE l.repo = $1 AND l.digest = $2"
-            }
-            RefKind::Manifest => "SELECT size FROM manifests WHERE repo = $1 AND digest = $2",
-        };
-        let row = sqlx::query(sql)
-            .bind(repo.as_str())
-            .bind(r.digest.as_str())
-            .fetch_optional(self.conn())
-            .await?;
-        Ok(row
-            .map(|r| r.try_get::<i64, _>(0))
-            .transpose()?
-            .map(|s| s as u64))
-    }
-
-    /// [`Tx::ref_size`] of every reference, in order: one query per kind
-    /// (per 500 references) instead of one per reference, as a manifest
-    /// push checks them all.
+    /// Size of what each manifest reference points at in `repo` (a linked
+    /// blob or a manifest), in order; `None` where it is not there. One
+    /// query per kind and 500 references, as a push checks them all.
     pub async fn ref_sizes(
         &mut self,
         repo: &RepoName,
         refs: &[ManifestRef],
     ) -> Result<Vec<Option<u64>>> {
-        let mut found: std::collections::HashMap<(bool, &str), u64> =
-            std::collections::HashMap::new();
-        for kind in [RefKind::Blob, RefKind::Manifest] {
+        let mut blobs = std::collections::HashMap::new();
+        let mut manifests = std::collections::HashMap::new();
+        for (kind, found) in [
+            (RefKind::Blob, &mut blobs),
+            (RefKind::Manifest, &mut manifests),
+        ] {
             let digests: Vec<&str> = refs
                 .iter()
                 .filter(|r| r.kind == kind)
@@ -211,20 +193,18 @@ impl Tx {
                     query = query.bind(*d);
                 }
                 for row in query.fetch_all(self.conn()).await? {
-                    let digest: String = row.try_get(0)?;
-                    let size: i64 = row.try_get(1)?;
-                    if let Some(d) = chunk.iter().find(|d| **d == digest) {
-                        found.insert((kind == RefKind::Blob, d), size as u64);
-                    }
+                    found.insert(
+                        row.try_get::<String, _>(0)?,
+                        row.try_get::<i64, _>(1)? as u64,
+                    );
                 }
             }
         }
         Ok(refs
             .iter()
-            .map(|r| {
-                found
-                    .get(&(r.kind == RefKind::Blob, r.digest.as_str()))
-                    .copied()
+            .map(|r| match r.kind {
+                RefKind::Blob => blobs.get(r.digest.as_str()).copied(),
+                RefKind::Manifest => manifests.get(r.digest.as_str()).copied(),
             })
             .collect())
     }
@@ -253,23 +233,22 @@ impl Tx {
         }
         // One statement per 500 references, not one per reference.
         for chunk in m.refs.chunks(REFS_PER_STATEMENT) {
-            let values = (0..chunk.len())
-                .map(|i| format!("($1, $2, ${}, ${})", 2 * i + 3, 2 * i + 4))
-                .collect::<Vec<_>>()
-                .join(", ");
             let sql = format!(
-                "INSERT INTO manifest_refs (repo, manifest_digest, child_digest, kind) VALUES {values} \
-                 ON CONFLICT DO NOTHING"
+                "INSERT INTO manifest_refs (repo, manifest_digest, child_digest, kind) VALUES {} \
+                 ON CONFLICT DO NOTHING",
+                values_rows(chunk.len(), 4)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
-                .bind(repo.as_str())
-                .bind(m.digest.as_str());
+            let mut query = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
                 let kind = match r.kind {
                     RefKind::Blob => "blob",
                     RefKind::Manifest => "manifest",
                 };
-                query = query.bind(r.digest.as_str()).bind(kind);
+                query = query
+                    .bind(repo.as_str())
+                    .bind(m.digest.as_str())
+                    .bind(r.digest.as_str())
+                    .bind(kind);
             }
             query.execute(self.conn()).await?;
         }
@@ -346,15 +325,6 @@ impl Tx {
             .execute(self.conn())
             .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn touch_upload(&mut self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE uploads SET updated_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now_millis())
-            .execute(self.conn())
-            .await?;
-        Ok(())
     }
 
     pub async fn delete_upload(&mut self, id: &str) -> Result<bool> {

@@ -178,7 +178,7 @@ async fn blobs_link_and_unlink(s: &MetaStore) {
     assert_eq!(s.linked_blob(&a, &missing).await.unwrap(), None);
 }
 
-async fn ref_size_resolves_blobs_and_manifests(s: &MetaStore) {
+async fn ref_sizes_resolve_blobs_and_manifests(s: &MetaStore) {
     let r = repo("suite-refsize/app");
     let other = repo("suite-refsize/other");
     let linked = digest("suite-refsize-linked");
@@ -227,8 +227,8 @@ async fn ref_size_resolves_blobs_and_manifests(s: &MetaStore) {
             field: "x".into(),
         };
         assert_eq!(
-            tx.ref_size(in_repo, &reference).await.unwrap(),
-            *want,
+            tx.ref_sizes(in_repo, &[reference]).await.unwrap(),
+            vec![*want],
             "{name}"
         );
     }
@@ -444,10 +444,10 @@ async fn delete_manifest_cascades(s: &MetaStore) {
     );
     let mut tx = s.begin().await.unwrap();
     assert_eq!(
-        tx.ref_size(&r, &blob_ref(&layer, 4, "layers[0]"))
+        tx.ref_sizes(&r, &[blob_ref(&layer, 4, "layers[0]")])
             .await
             .unwrap(),
-        Some(4)
+        vec![Some(4)]
     );
 }
 
@@ -614,7 +614,14 @@ async fn uploads_insert_and_delete(s: &MetaStore) {
 
     let mut tx = s.begin().await.unwrap();
     tx.insert_upload(id, &r).await.unwrap();
-    tx.touch_upload(id).await.unwrap();
+    assert!(tx.keep_upload_alive(&r, id).await.unwrap());
+    // Only in its own repository, and only while it exists.
+    assert!(
+        !tx.keep_upload_alive(&repo("suite-uploads/other"), id)
+            .await
+            .unwrap()
+    );
+    assert!(!tx.keep_upload_alive(&r, "suite-upload-none").await.unwrap());
     tx.commit().await.unwrap();
     let row = s.upload(id).await.unwrap().unwrap();
     assert_eq!(row.id, id);
@@ -709,7 +716,7 @@ mod sqlite {
     suite!(open_sqlite:
         repositories_are_created_once,
         blobs_link_and_unlink,
-        ref_size_resolves_blobs_and_manifests,
+        ref_sizes_resolve_blobs_and_manifests,
         many_references_are_stored_in_batches,
         insert_manifest_is_idempotent,
         set_tag_moves_a_tag,
@@ -729,7 +736,7 @@ mod sqlite {
         let (_guard, s) = open_sqlite().await;
         super::repositories_are_created_once(&s).await;
         super::blobs_link_and_unlink(&s).await;
-        super::ref_size_resolves_blobs_and_manifests(&s).await;
+        super::ref_sizes_resolve_blobs_and_manifests(&s).await;
         super::many_references_are_stored_in_batches(&s).await;
         super::insert_manifest_is_idempotent(&s).await;
         super::set_tag_moves_a_tag(&s).await;
@@ -750,7 +757,7 @@ mod postgres {
     suite!(open_postgres:
         repositories_are_created_once,
         blobs_link_and_unlink,
-        ref_size_resolves_blobs_and_manifests,
+        ref_sizes_resolve_blobs_and_manifests,
         many_references_are_stored_in_batches,
         insert_manifest_is_idempotent,
         set_tag_moves_a_tag,

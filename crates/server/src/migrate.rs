@@ -151,22 +151,21 @@ async fn migrate(args: &MigrateArgs, progress: &Arc<Progress>) -> anyhow::Result
     progress.line(&format!("source: {}", describe(&source_cfg)));
     progress.line(&format!("target: {}", describe(&target_cfg)));
 
-    if let Some(path) = source_cfg.metadata_url.strip_prefix("sqlite://") {
-        let path = Path::new(path.split('?').next().unwrap_or(path));
-        if let Some(holder) = sqlite_holder(path)? {
-            if !args.allow_live_source {
-                bail!(
-                    "{holder} has the source database {} open (a running `berth serve`?): stop \
-                     it first, or pass --allow-live-source to copy a consistent snapshot that \
-                     misses whatever is pushed after the migration starts",
-                    path.display()
-                );
-            }
-            progress.line(&format!(
-                "warning: {holder} has the source database open; copying a snapshot, later \
-                 pushes to the source will not be migrated"
-            ));
+    if let Some(path) = berth_meta::sqlite_path(&source_cfg.metadata_url)
+        && let Some(holder) = sqlite_holder(path)?
+    {
+        if !args.allow_live_source {
+            bail!(
+                "{holder} has the source database {} open (a running `berth serve`?): stop \
+                 it first, or pass --allow-live-source to copy a consistent snapshot that \
+                 misses whatever is pushed after the migration starts",
+                path.display()
+            );
         }
+        progress.line(&format!(
+            "warning: {holder} has the source database open; copying a snapshot, later \
+             pushes to the source will not be migrated"
+        ));
     }
     let mut source = ExportSource::open(&source_cfg.metadata_url)
         .await
@@ -358,11 +357,11 @@ fn create_target_dirs(config: &Config) -> anyhow::Result<()> {
     if matches!(config.storage, Storage::Fs) {
         dirs.push(config.data_dir.clone());
     }
-    if let Some(path) = config.metadata_url.strip_prefix("sqlite://") {
-        let path = Path::new(path.split('?').next().unwrap_or(path));
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            dirs.push(parent.to_path_buf());
-        }
+    if let Some(parent) = berth_meta::sqlite_path(&config.metadata_url)
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        dirs.push(parent.to_path_buf());
     }
     for dir in dirs {
         std::fs::create_dir_all(&dir)
@@ -379,11 +378,8 @@ fn same_path(a: &Path, b: &Path) -> bool {
 }
 
 fn same_database(a: &str, b: &str) -> bool {
-    match (a.strip_prefix("sqlite://"), b.strip_prefix("sqlite://")) {
-        (Some(a), Some(b)) => {
-            let path = |s: &str| PathBuf::from(s.split('?').next().unwrap_or(s));
-            same_path(&path(a), &path(b))
-        }
+    match (berth_meta::sqlite_path(a), berth_meta::sqlite_path(b)) {
+        (Some(a), Some(b)) => same_path(a, b),
         _ => a == b,
     }
 }

@@ -266,10 +266,7 @@ async fn open_access(
 /// Whether the metadata database does not exist yet: a SQLite file that is
 /// not there. PostgreSQL cannot tell without connecting; it says no.
 fn first_start(metadata_url: &str) -> bool {
-    metadata_url.strip_prefix("sqlite://").is_some_and(|rest| {
-        let path = rest.split('?').next().unwrap_or(rest);
-        !std::path::Path::new(path).exists()
-    })
+    berth_meta::sqlite_path(metadata_url).is_some_and(|path| !path.exists())
 }
 
 /// Starts this node's job runner: the upload reaper, once per interval in

@@ -67,10 +67,10 @@ pub(crate) fn view(config: &Config) -> Settings {
         },
         storage: storage(config),
         metadata: MetadataSettings {
-            engine: if config.metadata_url.starts_with("postgres") {
-                "postgres".into()
-            } else {
+            engine: if berth_meta::sqlite_path(&config.metadata_url).is_some() {
                 "sqlite".into()
+            } else {
+                "postgres".into()
             },
             url: redact_url(&config.metadata_url),
         },
