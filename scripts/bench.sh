@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Berth vs CNCF Distribution (Debian's docker-registry 2.8.x), side by side
-# on this machine: N rounds, fresh data directories each time, the machine's
-# limits measured in the same run, medians written to docs/PERFORMANCE.md.
+# on this machine: N rounds; in each, every scenario group runs on both
+# registries back to back, each time on a fresh server and data directory; the
+# machine's limits measured in the same run, medians written to
+# docs/PERFORMANCE.md.
 #
 #   scripts/bench.sh                 # 3 rounds, full sizes (about 30 min on 2 cores)
 #   scripts/bench.sh --quick         # 1 round, small sizes: checks that it all works
@@ -172,50 +174,73 @@ QUICK_FLAG=
 FAILED=0
 START=$(date -u +%Y-%m-%dT%H:%MZ)
 
+# Starts registry $1 on a fresh data directory and runs scenario group $3 of
+# round $2 against it, appending the figures to the round's results.
+run_group() { # REG ROUND GROUP
+  local reg=$1 round=$2 group=$3 port url data out
+  port=$(port_of "$reg")
+  url="http://127.0.0.1:$port"
+  out="$WORK/results/$reg-$round.jsonl"
+  data="$WORK/data-$reg"
+  [ ! -e "$data" ] || mv "$data" "$WORK/trash/stale-$RANDOM"
+  # shellcheck disable=SC2046
+  $(server_cmd "$reg" "$data") >> "$WORK/$reg-$round.log" 2>&1 &
+  SERVER_PID=$!
+  if ! wait_ready "$url" "$SERVER_PID"; then
+    echo "bench.sh: $reg did not become ready; log:" >&2
+    tail -20 "$WORK/$reg-$round.log" >&2
+    exit 1
+  fi
+  if [ "$reg" = berth ] && ! create_bench_project "$url"; then
+    echo "bench.sh: could not create the project bench on berth" >&2
+    exit 1
+  fi
+  # shellcheck disable=SC2046
+  if ! "$BENCH" --url "$url" --label "$reg" --server-pid "$SERVER_PID" $(bench_auth "$reg") \
+      --scenario "$group" --duration "$DURATION" $QUICK_FLAG >> "$out"; then
+    log "round $round: $reg had errors in $group"
+    FAILED=1
+  fi
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+  # Deleting a data dir of 10,000 repositories takes minutes of disk I/O:
+  # set it aside and delete everything at the end, not under the next
+  # measurement.
+  mv "$data" "$WORK/trash/$reg-$round-$group-$RANDOM"
+}
+
+if [ "$SCENARIO" = all ]; then
+  GROUP_LIST=$("$BENCH" scenarios)
+else
+  GROUP_LIST=${SCENARIO//,/ }
+fi
+
 for round in $(seq 1 "$ROUNDS"); do
   log "round $round/$ROUNDS: machine limits"
   "$BENCH" limits --dir "$WORK/limits" $QUICK_FLAG > "$WORK/results/limits-$round.jsonl" || FAILED=1
-  # Alternate which registry goes first.
-  if [ $((round % 2)) = 1 ]; then order="berth distribution"; else order="distribution berth"; fi
-  for reg in $order; do
-    port=$(port_of "$reg")
-    url="http://127.0.0.1:$port"
-    out="$WORK/results/$reg-$round.jsonl"
-
+  for reg in berth distribution; do
     log "round $round/$ROUNDS: $reg start-up"
     [ ! -e "$WORK/start-$reg" ] || mv "$WORK/start-$reg" "$WORK/trash/stale-$RANDOM"
     # shellcheck disable=SC2046
-    "$BENCH" startup --url "$url" --label "$reg" -- $(server_cmd "$reg" "$WORK/start-$reg") > "$out" || FAILED=1
+    "$BENCH" startup --url "http://127.0.0.1:$(port_of "$reg")" --label "$reg" -- \
+      $(server_cmd "$reg" "$WORK/start-$reg") >> "$WORK/results/$reg-$round.jsonl" || FAILED=1
     mv "$WORK/start-$reg" "$WORK/trash/start-$reg-$round-$RANDOM" 2>/dev/null || true
-
-    log "round $round/$ROUNDS: $reg scenarios"
-    data="$WORK/data-$reg"
-    [ ! -e "$data" ] || mv "$data" "$WORK/trash/stale-$RANDOM"
-    # shellcheck disable=SC2046
-    $(server_cmd "$reg" "$data") > "$WORK/$reg-$round.log" 2>&1 &
-    SERVER_PID=$!
-    if ! wait_ready "$url" "$SERVER_PID"; then
-      echo "bench.sh: $reg did not become ready; log:" >&2
-      tail -20 "$WORK/$reg-$round.log" >&2
-      exit 1
-    fi
-    if [ "$reg" = berth ] && ! create_bench_project "$url"; then
-      echo "bench.sh: could not create the project bench on berth" >&2
-      exit 1
-    fi
-    # shellcheck disable=SC2046
-    if ! "$BENCH" --url "$url" --label "$reg" --server-pid "$SERVER_PID" $(bench_auth "$reg") \
-        --scenario "$SCENARIO" --duration "$DURATION" $QUICK_FLAG >> "$out"; then
-      log "round $round: $reg had errors"
-      FAILED=1
-    fi
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-    # Deleting a data dir of 10,000 repositories takes minutes of disk I/O:
-    # set it aside and delete everything at the end, not under the next
-    # measurement.
-    mv "$data" "$WORK/trash/$reg-$round-$RANDOM"
+  done
+  # Each scenario group runs on both registries back to back, each on a fresh
+  # server and data directory: this VM's disk slows down over minutes, so
+  # running all of one registry's scenarios before the other's would compare
+  # them on different disks; and a fresh server's peak RSS is that scenario's
+  # own, not what earlier scenarios left on the heap. Which registry goes
+  # first alternates from group to group and round to round.
+  i=$round
+  for group in $GROUP_LIST; do
+    if [ $((i % 2)) = 1 ]; then order="berth distribution"; else order="distribution berth"; fi
+    i=$((i + 1))
+    for reg in $order; do
+      log "round $round/$ROUNDS: $group on $reg"
+      run_group "$reg" "$round" "$group"
+    done
   done
 done
 
@@ -230,7 +255,7 @@ dist_version=$("$DIST_BIN" --version 2>/dev/null | head -1 || echo unknown)
 log "report -> $OUT"
 "$BENCH" report "$WORK"/results/*.jsonl --out "$OUT" \
   --meta "date=$START" \
-  --meta "rounds=$ROUNDS, $mode, fixed-duration scenarios $DURATION each" \
+  --meta "rounds=$ROUNDS, $mode, fixed-duration scenarios $DURATION each; each scenario group on a fresh server and data directory, the two registries back to back (which goes first alternates)" \
   --meta "berth=$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)'), release build, embedded defaults (filesystem + SQLite), authentication on (berth-bench logs in as the admin: Bearer tokens)" \
   --meta "distribution=$dist_version, filesystem storage, in-memory blob descriptor cache, log level warn, no authentication" \
   --meta "machine=$(nproc) cores ($cpu), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -r); data on $(df --output=source,fstype "$WORK" | tail -1 | tr -s ' ')" \

@@ -56,6 +56,8 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The scenario groups, one per line, in the order `all` runs them.
+    Scenarios,
     /// Medians of JSON-lines files -> markdown (docs/PERFORMANCE.md).
     Report {
         files: Vec<PathBuf>,
@@ -152,6 +154,12 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                     eprintln!("wrote {}", path.display());
                 }
                 None => print!("{md}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Scenarios) => {
+            for g in GROUPS {
+                println!("{g}");
             }
             Ok(ExitCode::SUCCESS)
         }

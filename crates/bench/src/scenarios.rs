@@ -585,7 +585,11 @@ impl Ctx {
 
     async fn catalog(&mut self) -> Result<()> {
         let page = self.sizes.page;
-        let src = self.repo("cat-src");
+        // Not "cat-src": Distribution lists a repository tree depth-first, so
+        // "cat-src" would come after "cat/r…" although '-' sorts before '/',
+        // and the walk's order check would fail on a registry holding only
+        // these.
+        let src = self.repo("catalog-src");
         let blob = Bytes::from(config_json("catalog"));
         self.client
             .push_blob(&src, &blob, &sha256_digest(&blob))
