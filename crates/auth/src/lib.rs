@@ -44,5 +44,5 @@ pub use scope::{
 pub use secret::{NewSecret, RevealedSecret, SecretKind};
 pub use token::{
     Claims, IssuedToken, KeyError, KeySet, SigningKey, TokenConfig, TokenError, TokenResponse,
-    rfc3339,
+    rfc3339, seed_random_generator,
 };

@@ -60,6 +60,23 @@ struct Inner {
     dummy: String,
 }
 
+/// An argon2id PHC string with `params`, a random salt and a random output
+/// of the default length: no password hashes to it.
+fn dummy_hash(params: &Params) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let salt: [u8; 16] = rand::random();
+    let output: [u8; Params::DEFAULT_OUTPUT_LEN] = rand::random();
+    format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        b64.encode(salt),
+        b64.encode(output)
+    )
+}
+
 impl fmt::Debug for Passwords {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Passwords")
@@ -69,7 +86,11 @@ impl fmt::Debug for Passwords {
 }
 
 impl Passwords {
-    /// Builds the hasher and its dummy hash (one hash's worth of work).
+    /// Builds the hasher and its dummy hash. The dummy is not hashed from
+    /// anything: verifying a password against it costs the same work
+    /// whatever its output bytes are, so random bytes in a PHC string with
+    /// these parameters do (and a first start does not pay for a hash no
+    /// login may ever need).
     pub fn new(params: PasswordParams) -> Result<Passwords, PasswordError> {
         let params = Params::new(
             params.memory_kib,
@@ -78,12 +99,8 @@ impl Passwords {
             None,
         )
         .map_err(|e| PasswordError::Params(e.to_string()))?;
+        let dummy = dummy_hash(&params);
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let random: [u8; 16] = rand::random();
-        let dummy = argon2
-            .hash_password(&random)
-            .map_err(|e| PasswordError::Hash(e.to_string()))?
-            .to_string();
         Ok(Passwords(Arc::new(Inner { argon2, dummy })))
     }
 
@@ -262,6 +279,20 @@ mod tests {
             unknown * 2 >= known && known * 2 >= unknown,
             "known {known:?} vs unknown {unknown:?}"
         );
+    }
+
+    /// The dummy is shaped like a real hash with these parameters: same
+    /// parameters, salt and output lengths, so verifying against it is the
+    /// same work; and every registry start draws a new one.
+    #[test]
+    fn the_dummy_hash_looks_like_a_real_one() {
+        let p = fast();
+        let real = p.hash("pw-123456").unwrap();
+        let dummy = p.0.dummy.clone();
+        assert!(!p.needs_rehash(&dummy), "{dummy}");
+        let parts = |h: &str| -> Vec<usize> { h.split('$').map(str::len).collect() };
+        assert_eq!(parts(&dummy), parts(&real), "{dummy} vs {real}");
+        assert_ne!(dummy, fast().0.dummy);
     }
 
     #[test]

@@ -80,6 +80,16 @@ impl fmt::Debug for SigningKey {
     }
 }
 
+/// Draws once from aws-lc's random generator. Its first use seeds it, which
+/// takes about 25 ms of CPU here; a server calls this on a blocking thread
+/// as it starts, so that neither the first start's key generation nor the
+/// first token's signature waits for the seeding.
+pub fn seed_random_generator() {
+    let mut byte = [0u8; 1];
+    // A failure here would fail again, loudly, where randomness is needed.
+    let _ = aws_lc_rs::rand::fill(&mut byte);
+}
+
 impl SigningKey {
     /// A new random P-256 key.
     pub fn generate() -> Result<SigningKey, KeyError> {

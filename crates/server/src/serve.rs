@@ -100,6 +100,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .install_recorder()
         .context("installing the metrics recorder")?;
 
+    // Beside the database's opening, not in front of the first key or token.
+    tokio::task::spawn_blocking(berth_auth::seed_random_generator);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let (store, options) = open_store(&config)?;
