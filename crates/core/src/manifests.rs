@@ -174,7 +174,11 @@ impl Registry {
         let warning = self
             .check_manifest_put(&mut tx, repo, reference, &digest, body.len())
             .await?;
-        tx.insert_manifest(
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        };
+        tx.insert_manifest_tagged(
             repo,
             NewManifest {
                 digest: &digest,
@@ -185,11 +189,9 @@ impl Registry {
                 body: &body,
                 refs: &refs,
             },
+            tag,
         )
         .await?;
-        if let Reference::Tag(tag) = reference {
-            tx.set_tag(repo, tag, &digest).await?;
-        }
         tx.commit().await?;
         self.quota_warned(warning);
         // Not cached here: the first read fills the cache. Most pushed

@@ -14,6 +14,13 @@ const REFS_PER_STATEMENT: usize = 500;
 
 pub struct Tx(Inner);
 
+fn ref_kind(kind: RefKind) -> &'static str {
+    match kind {
+        RefKind::Blob => "blob",
+        RefKind::Manifest => "manifest",
+    }
+}
+
 enum Inner {
     Own(Transaction<'static, Any>, Vec<PreCommit>),
     Grouped(GroupTx),
@@ -212,6 +219,76 @@ impl Tx {
     /// Inserts a manifest and its references; a manifest already present with
     /// the same digest is left as it is (same digest, same bytes).
     pub async fn insert_manifest(&mut self, repo: &RepoName, m: NewManifest<'_>) -> Result<()> {
+        self.insert_manifest_tagged(repo, m, None).await
+    }
+
+    /// Inserts a manifest (idempotent) with its references, creating the
+    /// repository, and points `tag` at it. On SQLite, where every statement
+    /// of a write transaction is a round trip to the one writer thread while
+    /// the other writers wait, this is one multi-statement round trip.
+    pub async fn insert_manifest_tagged(
+        &mut self,
+        repo: &RepoName,
+        m: NewManifest<'_>,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        if self.conn().backend_name() == "PostgreSQL" || m.refs.len() > REFS_PER_STATEMENT {
+            self.insert_manifest_statements(repo, &m).await?;
+            if let Some(tag) = tag {
+                self.set_tag(repo, tag, m.digest).await?;
+            }
+            return Ok(());
+        }
+        // $1 repo, $2 digest, $3-$8 the manifest's columns, $9 now, $10 the
+        // tag, then a (child, kind) pair per reference. A manifest that was
+        // there already has these references already (same digest, same
+        // body): inserting them again changes nothing.
+        let mut sql = String::from(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $9) ON CONFLICT (name) DO NOTHING; \
+             INSERT INTO manifests (repo, digest, media_type, artifact_type, subject, annotations, size, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo, digest) DO NOTHING;",
+        );
+        if !m.refs.is_empty() {
+            let rows: Vec<String> = (0..m.refs.len())
+                .map(|i| format!("($1, $2, ${}, ${})", 11 + 2 * i, 12 + 2 * i))
+                .collect();
+            sql.push_str(&format!(
+                " INSERT INTO manifest_refs (repo, manifest_digest, child_digest, kind) VALUES {} \
+                 ON CONFLICT DO NOTHING;",
+                rows.join(", ")
+            ));
+        }
+        if tag.is_some() {
+            sql.push_str(
+                " INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $10, $2, $9) \
+                 ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at;",
+            );
+        }
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(repo.as_str())
+            .bind(m.digest.as_str())
+            .bind(m.media_type)
+            .bind(m.artifact_type)
+            .bind(m.subject.map(|s| s.as_str()))
+            .bind(m.annotations)
+            .bind(m.body.len() as i64)
+            .bind(m.body.to_vec())
+            .bind(now_millis())
+            .bind(tag.map(|t| t.as_str()));
+        for r in m.refs {
+            query = query.bind(r.digest.as_str()).bind(ref_kind(r.kind));
+        }
+        query.execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// The manifest insert as separate statements (PostgreSQL, and indexes
+    /// with more references than one statement takes).
+    async fn insert_manifest_statements(
+        &mut self,
+        repo: &RepoName,
+        m: &NewManifest<'_>,
+    ) -> Result<()> {
         self.ensure_repo(repo).await?;
         let inserted = sqlx::query(
             "INSERT INTO manifests (repo, digest, media_type, artifact_type, subject, annotations, size, body, created_at) \
@@ -222,7 +299,7 @@ impl Tx {
         .bind(m.media_type)
         .bind(m.artifact_type)
         .bind(m.subject.map(|s| s.as_str()))
-        .bind(m.annotations)
+        .bind(m.annotations.as_deref())
         .bind(m.body.len() as i64)
         .bind(m.body.to_vec())
         .bind(now_millis())
@@ -240,15 +317,11 @@ impl Tx {
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
-                let kind = match r.kind {
-                    RefKind::Blob => "blob",
-                    RefKind::Manifest => "manifest",
-                };
                 query = query
                     .bind(repo.as_str())
                     .bind(m.digest.as_str())
                     .bind(r.digest.as_str())
-                    .bind(kind);
+                    .bind(ref_kind(r.kind));
             }
             query.execute(self.conn()).await?;
         }

@@ -100,6 +100,14 @@ async fn set_tag(s: &MetaStore, r: &RepoName, t: &str, d: &Digest) {
     tx.commit().await.unwrap();
 }
 
+async fn put_tagged(s: &MetaStore, r: &RepoName, m: &M, t: &str) {
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_manifest_tagged(r, m.new_manifest(), Some(&tag(t)))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
 async fn all_tags(s: &MetaStore, r: &RepoName) -> Vec<String> {
     s.tags(r, None, 1000).await.unwrap()
 }
@@ -284,6 +292,68 @@ async fn many_references_are_stored_in_batches(s: &MetaStore) {
     let before = count(s, "manifest_refs").await;
     insert_manifest(s, &r, &m).await;
     assert_eq!(count(s, "manifest_refs").await - before, 600);
+}
+
+/// A push's single write: repository, manifest, references and tag
+/// together (one round trip on SQLite), a tag moved by the next push, the
+/// same manifest again under a second tag, and an index too large for one
+/// statement.
+async fn a_tagged_insert_stores_everything_at_once(s: &MetaStore) {
+    let r = repo("suite-tagged/app");
+    let config = digest("suite-tagged-config");
+    insert_blob_linked(s, &r, &config, 2).await;
+    let mut m1 = M::new("suite-tagged-1");
+    m1.refs = vec![
+        blob_ref(&config, 2, "config"),
+        blob_ref(&digest("suite-tagged-layer"), 3, "layers[0]"),
+    ];
+    m1.annotations = Some(r#"{"a":"b"}"#.into());
+    let refs_before = count(s, "manifest_refs").await;
+    put_tagged(s, &r, &m1, "v1").await;
+    assert!(s.repo_exists(&r).await.unwrap());
+    assert_eq!(
+        s.tag(&r, &tag("v1")).await.unwrap(),
+        Some(m1.digest.clone())
+    );
+    assert_eq!(count(s, "manifest_refs").await - refs_before, 2);
+    let stored = s.manifest(&r, &m1.digest).await.unwrap().unwrap();
+    assert_eq!(stored.body, m1.body);
+
+    let mut m2 = M::new("suite-tagged-2");
+    m2.refs = vec![blob_ref(&config, 2, "config")];
+    put_tagged(s, &r, &m2, "v1").await;
+    put_tagged(s, &r, &m2, "v2").await;
+    assert_eq!(
+        s.tag(&r, &tag("v1")).await.unwrap(),
+        Some(m2.digest.clone())
+    );
+    assert_eq!(
+        s.tag(&r, &tag("v2")).await.unwrap(),
+        Some(m2.digest.clone())
+    );
+    assert!(s.manifest(&r, &m1.digest).await.unwrap().is_some());
+    assert_eq!(count(s, "manifest_refs").await - refs_before, 3);
+
+    let mut big = M::new("suite-tagged-big");
+    big.refs = (0..700)
+        .map(|i| blob_ref(&digest(&format!("suite-tagged-child-{i}")), 1, "layers"))
+        .collect();
+    put_tagged(s, &r, &big, "big").await;
+    assert_eq!(
+        s.tag(&r, &tag("big")).await.unwrap(),
+        Some(big.digest.clone())
+    );
+    assert_eq!(count(s, "manifest_refs").await - refs_before, 703);
+
+    // Without a tag: the manifest only.
+    let m3 = M::new("suite-tagged-3");
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_manifest_tagged(&r, m3.new_manifest(), None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(s.manifest(&r, &m3.digest).await.unwrap().is_some());
+    assert_eq!(all_tags(s, &r).await, vec!["big", "v1", "v2"]);
 }
 
 async fn insert_manifest_is_idempotent(s: &MetaStore) {
@@ -718,6 +788,7 @@ mod sqlite {
         blobs_link_and_unlink,
         ref_sizes_resolve_blobs_and_manifests,
         many_references_are_stored_in_batches,
+        a_tagged_insert_stores_everything_at_once,
         insert_manifest_is_idempotent,
         set_tag_moves_a_tag,
         delete_tag_keeps_the_manifest,
@@ -738,6 +809,7 @@ mod sqlite {
         super::blobs_link_and_unlink(&s).await;
         super::ref_sizes_resolve_blobs_and_manifests(&s).await;
         super::many_references_are_stored_in_batches(&s).await;
+        super::a_tagged_insert_stores_everything_at_once(&s).await;
         super::insert_manifest_is_idempotent(&s).await;
         super::set_tag_moves_a_tag(&s).await;
         super::delete_tag_keeps_the_manifest(&s).await;
@@ -759,6 +831,7 @@ mod postgres {
         blobs_link_and_unlink,
         ref_sizes_resolve_blobs_and_manifests,
         many_references_are_stored_in_batches,
+        a_tagged_insert_stores_everything_at_once,
         insert_manifest_is_idempotent,
         set_tag_moves_a_tag,
         delete_tag_keeps_the_manifest,

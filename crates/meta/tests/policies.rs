@@ -208,6 +208,53 @@ async fn quotas_are_set_and_locked(s: &MetaStore) {
     assert_eq!(s.quota(id).await.unwrap(), None);
 }
 
+/// The one-query probe a manifest push makes: enabled rules only, limits
+/// only (an unlimited quota row is no limit), and per project.
+async fn policies_in_force_per_project(s: &MetaStore) {
+    let id = project(s, "force").await;
+    project(s, "force-other").await;
+    let in_force = |name: &'static str| async move {
+        let mut tx = s.begin().await.unwrap();
+        let p = tx.policies_in_force(name).await.unwrap();
+        drop(tx);
+        (p.immutable_rules, p.quota_limit)
+    };
+    assert_eq!(in_force("force").await, (false, false));
+    assert_eq!(in_force("no-such-project").await, (false, false));
+
+    let mut fields = ImmutableRuleFields {
+        repo_pattern: "**",
+        repo_excludes: false,
+        tag_pattern: "v*",
+        tag_excludes: false,
+        disabled: true,
+    };
+    let mut tx = s.begin().await.unwrap();
+    let rule = tx
+        .insert_immutable_rule(id, fields.clone(), "admin")
+        .await
+        .unwrap();
+    tx.set_quota(id, -1, -1, 85).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        in_force("force").await,
+        (false, false),
+        "disabled, unlimited"
+    );
+
+    fields.disabled = false;
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.update_immutable_rule(id, rule, fields).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(in_force("force").await, (true, false));
+
+    let mut tx = s.begin().await.unwrap();
+    tx.set_quota(id, -1, 10, 85).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(in_force("force").await, (true, true));
+    assert_eq!(in_force("force-other").await, (false, false));
+}
+
 /// While one transaction holds a project's quota, another waits for it:
 /// the check of one push and its insert happen before the next push checks.
 async fn quota_checks_serialize(s: &MetaStore) {
@@ -404,6 +451,7 @@ mod sqlite {
         usage_counts_shared_blobs_once,
         library_holds_single_segment_names,
         quotas_are_set_and_locked,
+        policies_in_force_per_project,
         quota_checks_serialize,
         immutable_rules_crud,
         tags_read_in_the_transaction,
@@ -418,6 +466,7 @@ mod postgres {
         usage_counts_shared_blobs_once,
         library_holds_single_segment_names,
         quotas_are_set_and_locked,
+        policies_in_force_per_project,
         quota_checks_serialize,
         immutable_rules_crud,
         tags_read_in_the_transaction,

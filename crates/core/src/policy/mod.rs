@@ -60,8 +60,13 @@ impl Registry {
         digest: &Digest,
         size: usize,
     ) -> Result<Option<QuotaWarning>> {
-        if let Reference::Tag(tag) = reference {
+        // One query finds out which checks apply; most projects have neither.
+        let in_force = tx.policies_in_force(project_of(repo)).await?;
+        if let (Reference::Tag(tag), true) = (reference, in_force.immutable_rules) {
             immutable::check_tag_move(tx, repo, tag, digest).await?;
+        }
+        if !in_force.quota_limit {
+            return Ok(None);
         }
         quota::check(
             tx,
