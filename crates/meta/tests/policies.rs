@@ -230,10 +230,7 @@ async fn policies_in_force_per_project(s: &MetaStore) {
         disabled: true,
     };
     let mut tx = s.begin().await.unwrap();
-    let rule = tx
-        .insert_immutable_rule(id, fields.clone(), "admin")
-        .await
-        .unwrap();
+    let rule = tx.insert_immutable_rule(id, fields, "admin").await.unwrap();
     tx.set_quota(id, -1, -1, 85).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
