@@ -338,14 +338,14 @@ impl Registry {
         // The directory fsync runs while the rows are written (and, on
         // SQLite, beside other pushes' commits); the commit waits for it.
         tx.before_commit(async move { committed.durable().await.map_err(|e| e.to_string()) });
-        tx.insert_blob(digest, size).await?;
+        // Before the blob's row: the quota's usage probe looks at links,
+        // which the row does not change, and then all the writes go in one
+        // round trip.
         let warning = self
             .check_blob_link(&mut tx, repo, digest, Some(size))
             .await?;
-        tx.link_blob(repo, digest).await?;
-        if session {
-            tx.delete_upload(id).await?;
-        }
+        tx.store_blob(repo, digest, Some(size), session.then_some(id))
+            .await?;
         tx.commit().await?;
         self.quota_warned(warning);
         Ok(())

@@ -121,16 +121,64 @@ impl Tx {
     /// Links a blob (again: a new upload or mount renews `linked_at`, so GC
     /// gives the push that follows its full grace period).
     pub async fn link_blob(&mut self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        self.ensure_repo(repo).await?;
-        sqlx::query(
-            "INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at",
-        )
-        .bind(repo.as_str())
-        .bind(digest.as_str())
-        .bind(now_millis())
-        .execute(self.conn())
-        .await?;
+        self.store_blob(repo, digest, None, None).await
+    }
+
+    /// What a finished blob push writes: the blob's row when `size` is
+    /// given (idempotent), the repository, the link (renewed, see
+    /// `link_blob`), and the end of upload session `upload`. On SQLite, where
+    /// each statement of a write transaction is a round trip while the other
+    /// writers wait, one multi-statement round trip.
+    pub async fn store_blob(
+        &mut self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: Option<u64>,
+        upload: Option<&str>,
+    ) -> Result<()> {
+        if self.conn().backend_name() == "PostgreSQL" {
+            if let Some(size) = size {
+                self.insert_blob(digest, size).await?;
+            }
+            self.ensure_repo(repo).await?;
+            sqlx::query(
+                "INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at",
+            )
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .bind(now_millis())
+            .execute(self.conn())
+            .await?;
+            if let Some(id) = upload {
+                self.delete_upload(id).await?;
+            }
+            return Ok(());
+        }
+        // SQLite binds by number and leaves unused numbers alone.
+        let mut sql = String::new();
+        if size.is_some() {
+            sql.push_str(
+                "INSERT INTO blobs (digest, size, created_at) VALUES ($2, $4, $3) \
+                 ON CONFLICT (digest) DO NOTHING; ",
+            );
+        }
+        sql.push_str(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $3) ON CONFLICT (name) DO NOTHING; \
+             INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at;",
+        );
+        if upload.is_some() {
+            sql.push_str(" DELETE FROM uploads WHERE id = $5;");
+        }
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .bind(now_millis())
+            .bind(size.map(|s| s as i64))
+            .bind(upload)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
@@ -374,10 +422,23 @@ impl Tx {
     }
 
     pub async fn insert_upload(&mut self, id: &str, repo: &RepoName) -> Result<()> {
-        self.ensure_repo(repo).await?;
         let now = now_millis();
+        if self.conn().backend_name() == "PostgreSQL" {
+            self.ensure_repo(repo).await?;
+            sqlx::query(
+                "INSERT INTO uploads (id, repo, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+            )
+            .bind(id)
+            .bind(repo.as_str())
+            .bind(now)
+            .execute(self.conn())
+            .await?;
+            return Ok(());
+        }
+        // One round trip on SQLite (see `store_blob`).
         sqlx::query(
-            "INSERT INTO uploads (id, repo, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+            "INSERT INTO repositories (name, created_at) VALUES ($2, $3) ON CONFLICT (name) DO NOTHING; \
+             INSERT INTO uploads (id, repo, created_at, updated_at) VALUES ($1, $2, $3, $3)",
         )
         .bind(id)
         .bind(repo.as_str())

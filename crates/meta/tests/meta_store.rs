@@ -675,6 +675,39 @@ async fn referrers_with_and_without_filter(s: &MetaStore) {
     );
 }
 
+/// A finished push's writes in one call: the blob's row, its repository,
+/// the link and the end of the session; again for an existing blob, in a
+/// second repository, without a session.
+async fn a_finished_push_stores_blob_link_and_ends_the_session(s: &MetaStore) {
+    let r = repo("suite-store/app");
+    let other = repo("suite-store/other");
+    let d = digest("suite-store-blob");
+    let (id, id2) = ("suite-store-upload-1", "suite-store-upload-2");
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_upload(id, &r).await.unwrap();
+    tx.insert_upload(id2, &r).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(s.repo_exists(&r).await.unwrap());
+
+    let mut tx = s.begin().await.unwrap();
+    tx.store_blob(&r, &d, Some(7), Some(id)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(s.linked_blob(&r, &d).await.unwrap(), Some(7));
+    assert!(s.upload(id).await.unwrap().is_none());
+    assert!(
+        s.upload(id2).await.unwrap().is_some(),
+        "only its own session"
+    );
+
+    // The first size stays; a repository appears with its first link.
+    let mut tx = s.begin().await.unwrap();
+    tx.store_blob(&other, &d, Some(9), None).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(s.linked_blob(&other, &d).await.unwrap(), Some(7));
+    assert!(s.repo_exists(&other).await.unwrap());
+    assert!(s.upload(id2).await.unwrap().is_some());
+}
+
 async fn uploads_insert_and_delete(s: &MetaStore) {
     let r = repo("suite-uploads/app");
     let id = "suite-upload-0001";
@@ -797,6 +830,7 @@ mod sqlite {
         repositories_keyset_pagination,
         referrers_with_and_without_filter,
         uploads_insert_and_delete,
+        a_finished_push_stores_blob_link_and_ends_the_session,
         transaction_rollback_on_drop,
     );
 
@@ -818,6 +852,7 @@ mod sqlite {
         super::repositories_keyset_pagination(&s).await;
         super::referrers_with_and_without_filter(&s).await;
         super::uploads_insert_and_delete(&s).await;
+        super::a_finished_push_stores_blob_link_and_ends_the_session(&s).await;
         super::transaction_rollback_on_drop(&s).await;
         s.close().await;
     }
@@ -840,6 +875,7 @@ mod postgres {
         repositories_keyset_pagination,
         referrers_with_and_without_filter,
         uploads_insert_and_delete,
+        a_finished_push_stores_blob_link_and_ends_the_session,
         transaction_rollback_on_drop,
     );
 }
