@@ -183,6 +183,10 @@ run_group() { # REG ROUND GROUP
   out="$WORK/results/$reg-$round.jsonl"
   data="$WORK/data-$reg"
   [ ! -e "$data" ] || mv "$data" "$WORK/trash/stale-$RANDOM"
+  # The other registry's writes still in the page cache would be written
+  # back under this one's fsyncs (seen: push-chunked 446 MiB/s when Berth
+  # went first, 224-245 right after Distribution): flush them first.
+  sync
   # shellcheck disable=SC2046
   $(server_cmd "$reg" "$data") >> "$WORK/$reg-$round.log" 2>&1 &
   SERVER_PID=$!
@@ -255,7 +259,7 @@ dist_version=$("$DIST_BIN" --version 2>/dev/null | head -1 || echo unknown)
 log "report -> $OUT"
 "$BENCH" report "$WORK"/results/*.jsonl --out "$OUT" \
   --meta "date=$START" \
-  --meta "rounds=$ROUNDS, $mode, fixed-duration scenarios $DURATION each; each scenario group on a fresh server and data directory, the two registries back to back (which goes first alternates)" \
+  --meta "rounds=$ROUNDS, $mode, fixed-duration scenarios $DURATION each; each scenario group on a fresh server and data directory after a sync, the two registries back to back (which goes first alternates)" \
   --meta "berth=$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)'), release build, embedded defaults (filesystem + SQLite), authentication on (berth-bench logs in as the admin: Bearer tokens)" \
   --meta "distribution=$dist_version, filesystem storage, in-memory blob descriptor cache, log level warn, no authentication" \
   --meta "machine=$(nproc) cores ($cpu), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -r); data on $(df --output=source,fstype "$WORK" | tail -1 | tr -s ' ')" \
