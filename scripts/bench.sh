@@ -5,7 +5,7 @@
 # machine's limits measured in the same run, medians written to
 # docs/PERFORMANCE.md.
 #
-#   scripts/bench.sh                 # 3 rounds, full sizes (about 30 min on 2 cores)
+#   scripts/bench.sh                 # 3 rounds, full sizes (about 20 min on 2 cores)
 #   scripts/bench.sh --quick         # 1 round, small sizes: checks that it all works
 #   scripts/bench.sh --rounds 5 --duration 10s --scenario manifest-get,pull
 #
