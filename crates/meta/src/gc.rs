@@ -21,6 +21,7 @@ use std::collections::HashSet;
 
 use sqlx::{AssertSqlSafe, Row};
 
+use crate::policy::is_postgres;
 use crate::{MetaStore, Result, Tx, now_millis};
 
 /// The advisory lock key of a digest: FNV-1a (64 bits) of its text, so
@@ -171,7 +172,7 @@ impl Tx {
     /// transactions never wait on each other in a cycle.
     pub async fn lock_digests(&mut self, digests: &[&str], exclusive: bool) -> Result<()> {
         let conn = self.conn();
-        if conn.backend_name() != "PostgreSQL" {
+        if !is_postgres(conn) {
             // SQLite: this transaction already holds the database write lock.
             return Ok(());
         }

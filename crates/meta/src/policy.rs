@@ -125,7 +125,7 @@ fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
-fn is_postgres(conn: &AnyConnection) -> bool {
+pub(crate) fn is_postgres(conn: &AnyConnection) -> bool {
     conn.backend_name() == "PostgreSQL"
 }
 

@@ -6,6 +6,7 @@ use berth_oci::{Digest, ManifestRef, RefKind, RepoName, Tag};
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use crate::group::{GroupTx, PreCommit};
+use crate::policy::is_postgres;
 use crate::{Result, now_millis, values_rows};
 
 /// References per statement when a manifest's are read or written at once
@@ -13,6 +14,13 @@ use crate::{Result, now_millis, values_rows};
 const REFS_PER_STATEMENT: usize = 500;
 
 pub struct Tx(Inner);
+
+/// Statements written both alone and inside a multi-statement batch, with
+/// the same parameter numbers in both.
+const INSERT_MANIFEST: &str = "INSERT INTO manifests (repo, digest, media_type, artifact_type, subject, annotations, size, body, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo, digest) DO NOTHING";
+const LINK_BLOB: &str = "INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at";
 
 fn ref_kind(kind: RefKind) -> &'static str {
     match kind {
@@ -136,20 +144,17 @@ impl Tx {
         size: Option<u64>,
         upload: Option<&str>,
     ) -> Result<()> {
-        if self.conn().backend_name() == "PostgreSQL" {
+        if is_postgres(self.conn()) {
             if let Some(size) = size {
                 self.insert_blob(digest, size).await?;
             }
             self.ensure_repo(repo).await?;
-            sqlx::query(
-                "INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at",
-            )
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .bind(now_millis())
-            .execute(self.conn())
-            .await?;
+            sqlx::query(LINK_BLOB)
+                .bind(repo.as_str())
+                .bind(digest.as_str())
+                .bind(now_millis())
+                .execute(self.conn())
+                .await?;
             if let Some(id) = upload {
                 self.delete_upload(id).await?;
             }
@@ -164,10 +169,10 @@ impl Tx {
             );
         }
         sql.push_str(
-            "INSERT INTO repositories (name, created_at) VALUES ($1, $3) ON CONFLICT (name) DO NOTHING; \
-             INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at;",
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $3) ON CONFLICT (name) DO NOTHING; ",
         );
+        sql.push_str(LINK_BLOB);
+        sql.push(';');
         if upload.is_some() {
             sql.push_str(" DELETE FROM uploads WHERE id = $5;");
         }
@@ -280,7 +285,7 @@ impl Tx {
         m: NewManifest<'_>,
         tag: Option<&Tag>,
     ) -> Result<()> {
-        if self.conn().backend_name() == "PostgreSQL" || m.refs.len() > REFS_PER_STATEMENT {
+        if is_postgres(self.conn()) || m.refs.len() > REFS_PER_STATEMENT {
             self.insert_manifest_statements(repo, &m).await?;
             if let Some(tag) = tag {
                 self.set_tag(repo, tag, m.digest).await?;
@@ -291,10 +296,9 @@ impl Tx {
         // tag, then a (child, kind) pair per reference. A manifest that was
         // there already has these references already (same digest, same
         // body): inserting them again changes nothing.
-        let mut sql = String::from(
+        let mut sql = format!(
             "INSERT INTO repositories (name, created_at) VALUES ($1, $9) ON CONFLICT (name) DO NOTHING; \
-             INSERT INTO manifests (repo, digest, media_type, artifact_type, subject, annotations, size, body, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo, digest) DO NOTHING;",
+             {INSERT_MANIFEST};"
         );
         if !m.refs.is_empty() {
             let rows: Vec<String> = (0..m.refs.len())
@@ -338,21 +342,18 @@ impl Tx {
         m: &NewManifest<'_>,
     ) -> Result<()> {
         self.ensure_repo(repo).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO manifests (repo, digest, media_type, artifact_type, subject, annotations, size, body, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo, digest) DO NOTHING",
-        )
-        .bind(repo.as_str())
-        .bind(m.digest.as_str())
-        .bind(m.media_type)
-        .bind(m.artifact_type)
-        .bind(m.subject.map(|s| s.as_str()))
-        .bind(m.annotations.as_deref())
-        .bind(m.body.len() as i64)
-        .bind(m.body.to_vec())
-        .bind(now_millis())
-        .execute(self.conn())
-        .await?;
+        let inserted = sqlx::query(INSERT_MANIFEST)
+            .bind(repo.as_str())
+            .bind(m.digest.as_str())
+            .bind(m.media_type)
+            .bind(m.artifact_type)
+            .bind(m.subject.map(|s| s.as_str()))
+            .bind(m.annotations.as_deref())
+            .bind(m.body.len() as i64)
+            .bind(m.body.to_vec())
+            .bind(now_millis())
+            .execute(self.conn())
+            .await?;
         if inserted.rows_affected() == 0 {
             return Ok(());
         }
@@ -423,7 +424,7 @@ impl Tx {
 
     pub async fn insert_upload(&mut self, id: &str, repo: &RepoName) -> Result<()> {
         let now = now_millis();
-        if self.conn().backend_name() == "PostgreSQL" {
+        if is_postgres(self.conn()) {
             self.ensure_repo(repo).await?;
             sqlx::query(
                 "INSERT INTO uploads (id, repo, created_at, updated_at) VALUES ($1, $2, $3, $3)",
