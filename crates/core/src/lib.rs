@@ -56,6 +56,11 @@ pub struct Options {
     pub blob_redirect: Option<std::time::Duration>,
     /// Garbage collection and the restore window.
     pub gc: GcOptions,
+    /// A chunk or finishing PUT on a session kept alive less than this long
+    /// ago does not keep it alive again (one write transaction less per
+    /// request; see reaper.rs). Zero, the default, keeps it alive on every
+    /// request; the server uses a quarter of the upload TTL.
+    pub upload_keepalive: std::time::Duration,
 }
 
 struct Inner {

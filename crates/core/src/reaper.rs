@@ -8,6 +8,11 @@
 //!   `updated_at` (`Tx::keep_upload_alive`), so whichever commits
 //!   first wins: the client's request answers `BLOB_UPLOAD_UNKNOWN` before
 //!   writing a byte, or the reaper leaves the session alone;
+//! - a request on a session moved less than `Options::upload_keepalive`
+//!   ago (a PUT right after its POST) skips that write: the reaper will not
+//!   take the session for another TTL minus the keepalive, which the server
+//!   sets to a quarter of the TTL, so that margin outlasts the request as
+//!   the TTL itself did;
 //! - only the node whose delete removed the row removes the bytes;
 //! - a session with a request in flight on this node is skipped.
 //!

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use berth_meta::now_millis;
 use berth_oci::{Algorithm, ByteRange, Digest, Hasher, RepoName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
@@ -236,12 +237,14 @@ impl Registry {
         if !berth_storage::valid_upload_id(id) {
             return Err(Error::UploadUnknown(id.to_string()));
         }
-        // A transaction of its own (shared with other writers' commits).
-        let mut tx = self.inner.meta.begin().await?;
-        let alive = tx.keep_upload_alive(repo, id).await?;
-        tx.commit().await?;
-        if !alive {
-            return Err(Error::UploadUnknown(id.to_string()));
+        if !self.kept_alive_recently(repo, id).await? {
+            // A transaction of its own (shared with other writers' commits).
+            let mut tx = self.inner.meta.begin().await?;
+            let alive = tx.keep_upload_alive(repo, id).await?;
+            tx.commit().await?;
+            if !alive {
+                return Err(Error::UploadUnknown(id.to_string()));
+            }
         }
         let mut state = self.inner.uploads.slot(id).lock_owned().await;
         let (offset, hasher) = self.resume_hash(id, state.take()).await?;
@@ -252,6 +255,24 @@ impl Registry {
             return Err(Error::UploadRange { current: offset });
         }
         Ok((state, offset, hasher))
+    }
+
+    /// Whether the session is in `repo` and was kept alive less than
+    /// `Options::upload_keepalive` ago, so that this request need not write:
+    /// the reaper leaves it alone for at least the TTL minus that (reaper.rs).
+    /// `UploadUnknown` if it is not in `repo`.
+    async fn kept_alive_recently(&self, repo: &RepoName, id: &str) -> Result<bool> {
+        let keepalive = self.inner.options.upload_keepalive;
+        if keepalive.is_zero() {
+            return Ok(false);
+        }
+        match self.inner.meta.upload(id).await? {
+            Some(row) if row.repo == repo.as_str() => {
+                let age = now_millis().saturating_sub(row.updated_at);
+                Ok(age < i64::try_from(keepalive.as_millis()).unwrap_or(i64::MAX))
+            }
+            _ => Err(Error::UploadUnknown(id.to_string())),
+        }
     }
 
     async fn check_session(&self, repo: &RepoName, id: &str) -> Result<()> {

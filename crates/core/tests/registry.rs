@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::{Error, ManifestPushed, MountOutcome, Registry};
+use berth_core::{Error, ManifestPushed, MountOutcome, Options, Registry};
 use berth_meta::MetaStore;
 use berth_oci::{Algorithm, Digest, ErrorCode, Reference, RepoName};
 use berth_storage::{ByteStream, FsStore};
@@ -383,6 +383,62 @@ async fn digest_mismatch_keeps_the_session_usable() {
         .await
         .unwrap();
     assert_eq!(read_blob(&reg, &r, &d, None).await, b"abcd");
+}
+
+/// With a keepalive, a request on a session kept alive moments ago skips
+/// the write that keeps it alive; a request on an older one still moves it
+/// (what the reaper's safety rests on), and the repository is checked
+/// either way.
+#[tokio::test]
+async fn a_session_is_kept_alive_at_most_once_per_keepalive() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = MetaStore::open_sqlite(&dir.path().join("meta.db"))
+        .await
+        .unwrap();
+    let store = Arc::new(FsStore::open(dir.path()).unwrap());
+    let with_keepalive = |keepalive| {
+        let options = Options {
+            upload_keepalive: keepalive,
+            ..Options::default()
+        };
+        Registry::with_options(meta.clone(), store.clone(), options)
+    };
+    let lazy = with_keepalive(Duration::from_secs(3600));
+    let eager = with_keepalive(Duration::from_millis(50));
+    let updated_at = |id: String| {
+        let meta = meta.clone();
+        async move { meta.upload(&id).await.unwrap().unwrap().updated_at }
+    };
+    let r = repo("keepalive/app");
+    let id = lazy.start_upload(&r).await.unwrap().id;
+    let opened = updated_at(id.clone()).await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+
+    lazy.upload_chunk(&r, &id, None, None, stream(b"abc"))
+        .await
+        .unwrap();
+    assert_eq!(updated_at(id.clone()).await, opened, "kept alive 60 ms ago");
+    let elsewhere = lazy
+        .upload_chunk(&repo("keepalive/other"), &id, None, None, stream(b"x"))
+        .await;
+    assert!(
+        unknown(elsewhere),
+        "another repository's request is refused"
+    );
+
+    eager
+        .upload_chunk(&r, &id, None, None, stream(b"def"))
+        .await
+        .unwrap();
+    let moved = updated_at(id.clone()).await;
+    assert!(moved > opened, "older than the keepalive: kept alive again");
+
+    let digest = Digest::sha256_of(b"abcdef");
+    lazy.finish_upload(&r, &id, &digest, None, stream(b""))
+        .await
+        .unwrap();
+    assert_eq!(read_blob(&lazy, &r, &digest, None).await, b"abcdef");
+    assert!(meta.upload(&id).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -70,6 +70,8 @@ pub struct UploadRow {
     pub id: String,
     pub repo: String,
     pub created_at: i64,
+    /// When a request last kept the session alive (`Tx::keep_upload_alive`).
+    pub updated_at: i64,
 }
 
 #[derive(Clone)]
@@ -371,7 +373,7 @@ impl MetaStore {
     }
 
     pub async fn upload(&self, id: &str) -> Result<Option<UploadRow>> {
-        let row = sqlx::query("SELECT id, repo, created_at FROM uploads WHERE id = $1")
+        let row = sqlx::query("SELECT id, repo, created_at, updated_at FROM uploads WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
@@ -380,6 +382,7 @@ impl MetaStore {
                 id: r.try_get(0)?,
                 repo: r.try_get(1)?,
                 created_at: r.try_get(2)?,
+                updated_at: r.try_get(3)?,
             })
         })
         .transpose()

@@ -325,6 +325,7 @@ pub(crate) fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>,
     let options = Options {
         blob_redirect: config.storage.redirect(),
         gc: crate::gc::options(config),
+        upload_keepalive: config.uploads.ttl / 4,
     };
     let store: Arc<dyn BlobStore> = match &config.storage {
         Storage::Fs => {
@@ -333,8 +334,8 @@ pub(crate) fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>,
             return Ok((
                 Arc::new(store),
                 Options {
-                    gc: crate::gc::options(config),
-                    ..Options::default()
+                    blob_redirect: None,
+                    ..options
                 },
             ));
         }

@@ -431,11 +431,20 @@ mod tests {
         let body = |b: &'static [u8]| futures::stream::iter([Ok(Bytes::from_static(b))]).boxed();
         let sha = || Hasher::new(berth_oci::Algorithm::Sha256);
         store.upload_start("u1").await.unwrap();
-        store.upload_append("u1", 0, body(b"ab"), sha()).await.unwrap();
+        store
+            .upload_append("u1", 0, body(b"ab"), sha())
+            .await
+            .unwrap();
         store.upload_prepare("u1").await.unwrap();
         assert!(store.prepared.lock().unwrap().contains("u1"));
-        store.upload_append("u1", 2, body(b"cd"), sha()).await.unwrap();
-        assert!(!store.take_prepared("u1"), "an append after prepare needs the sync");
+        store
+            .upload_append("u1", 2, body(b"cd"), sha())
+            .await
+            .unwrap();
+        assert!(
+            !store.take_prepared("u1"),
+            "an append after prepare needs the sync"
+        );
 
         store.upload_prepare("u1").await.unwrap();
         store.upload_truncate("u1", 3).await.unwrap();
@@ -444,13 +453,19 @@ mod tests {
         store.upload_prepare("u1").await.unwrap();
         let digest = Digest::sha256_of(b"abc");
         store.upload_commit("u1", &digest).await.unwrap();
-        assert!(store.prepared.lock().unwrap().is_empty(), "the commit forgets it");
+        assert!(
+            store.prepared.lock().unwrap().is_empty(),
+            "the commit forgets it"
+        );
         assert_eq!(store.stat(&digest).await.unwrap(), Some(3));
 
         store.upload_start("u2").await.unwrap();
         store.upload_prepare("u2").await.unwrap();
         store.upload_abort("u2").await.unwrap();
-        assert!(store.prepared.lock().unwrap().is_empty(), "so does an abort");
+        assert!(
+            store.prepared.lock().unwrap().is_empty(),
+            "so does an abort"
+        );
     }
 
     #[tokio::test]
