@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use berth_meta::now_millis;
+use berth_meta::{UploadRow, now_millis};
 use berth_oci::{Algorithm, ByteRange, Digest, Hasher, RepoName};
 use berth_storage::ByteStream;
 use futures::StreamExt;
@@ -266,21 +266,22 @@ impl Registry {
         if keepalive.is_zero() {
             return Ok(false);
         }
-        match self.inner.meta.upload(id).await? {
-            Some(row) if row.repo == repo.as_str() => {
-                let age = now_millis().saturating_sub(row.updated_at);
-                Ok(age < i64::try_from(keepalive.as_millis()).unwrap_or(i64::MAX))
-            }
-            _ => Err(Error::UploadUnknown(id.to_string())),
-        }
+        let row = self.session_row(repo, id).await?;
+        let age = now_millis().saturating_sub(row.updated_at);
+        Ok(age < i64::try_from(keepalive.as_millis()).unwrap_or(i64::MAX))
     }
 
     async fn check_session(&self, repo: &RepoName, id: &str) -> Result<()> {
         if !berth_storage::valid_upload_id(id) {
             return Err(Error::UploadUnknown(id.to_string()));
         }
+        self.session_row(repo, id).await.map(drop)
+    }
+
+    /// The session's row, or `UploadUnknown` if it is not in `repo`.
+    async fn session_row(&self, repo: &RepoName, id: &str) -> Result<UploadRow> {
         match self.inner.meta.upload(id).await? {
-            Some(row) if row.repo == repo.as_str() => Ok(()),
+            Some(row) if row.repo == repo.as_str() => Ok(row),
             _ => Err(Error::UploadUnknown(id.to_string())),
         }
     }

@@ -331,13 +331,7 @@ pub(crate) fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn BlobStore>,
         Storage::Fs => {
             let store = FsStore::open(&config.data_dir)
                 .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?;
-            return Ok((
-                Arc::new(store),
-                Options {
-                    blob_redirect: None,
-                    ..options
-                },
-            ));
+            return Ok((Arc::new(store), options));
         }
         Storage::S3(s3) => Arc::new(
             ObjectBlobStore::s3(&S3Config {
